@@ -1,0 +1,226 @@
+//! Command-line parsing and the four commands.
+
+mod output;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use adamix::checkpoint::source::FileSource;
+use adamix::checkpoint::{read_header, ByteSource, Checkpoint};
+use adamix::compress::{compress, CompressOptions, Event};
+use adamix::container::DeltaFile;
+use adamix::error::{Error, Result};
+
+use output::AtomicOutput;
+use progress::ProgressLine;
+
+#[derive(Parser)]
+#[command(name = "adamix", version, about = "Compress the delta between a fine-tuned model and its base with ADAMIX")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compress the delta between a base and a fine-tuned checkpoint.
+    Compress {
+        /// Base checkpoint: a .safetensors file, a folder, or several shard files (repeat the flag).
+        #[arg(long, required = true, num_args = 1..)]
+        base: Vec<PathBuf>,
+        /// Fine-tuned checkpoint, in the same forms as --base.
+        #[arg(long, required = true, num_args = 1..)]
+        finetuned: Vec<PathBuf>,
+        /// Target size as a fraction of the f16 size of the fine-tune's float tensors, e.g. 1/16 or 0.0625.
+        #[arg(long, default_value = "1/16", value_parser = parse_ratio)]
+        ratio: f64,
+        /// Store tensors whose shape differs from the base's whole instead of failing.
+        #[arg(long)]
+        store_mismatched: bool,
+        /// Write a JSON report of every tensor to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Output file for the compressed delta.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Apply a compressed delta onto its base and write the reconstructed fine-tune.
+    Apply {
+        /// Base checkpoint the delta was compressed against.
+        #[arg(long, required = true, num_args = 1..)]
+        base: Vec<PathBuf>,
+        /// Compressed delta.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Output safetensors file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Measure a compressed delta against the real fine-tune, tensor by tensor.
+    Verify {
+        /// Base checkpoint.
+        #[arg(long, required = true, num_args = 1..)]
+        base: Vec<PathBuf>,
+        /// Fine-tuned checkpoint the delta was made from.
+        #[arg(long, required = true, num_args = 1..)]
+        finetuned: Vec<PathBuf>,
+        /// Compressed delta.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the header of a safetensors file, and the allocation summary of a compressed delta.
+    Inspect {
+        /// A safetensors file.
+        file: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `1/16` or `0.0625`.
+fn parse_ratio(text: &str) -> std::result::Result<f64, String> {
+    let value = match text.split_once('/') {
+        Some((a, b)) => {
+            let (a, b): (f64, f64) = (a.trim().parse().map_err(|_| format!("invalid ratio '{text}'"))?, b.trim().parse().map_err(|_| format!("invalid ratio '{text}'"))?);
+            a / b
+        }
+        None => text.trim().parse().map_err(|_| format!("invalid ratio '{text}'; use a fraction such as 1/16"))?,
+    };
+    if value > 0.0 && value <= 1.0 { Ok(value) } else { Err(format!("ratio {text} must be in (0, 1]")) }
+}
+
+/// Runs the tool and maps errors to a message and exit code 1.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Compress { base, finetuned, ratio, store_mismatched, report, output } => {
+            run_compress(&base, &finetuned, CompressOptions { ratio, store_mismatched, ..Default::default() }, report.as_deref(), &output)
+        }
+        Command::Apply { base, delta, output } => run_apply(&base, &delta, &output),
+        Command::Verify { base, finetuned, delta, json } => run_verify(&base, &finetuned, &delta, json),
+        Command::Inspect { file, json } => run_inspect(&file, json),
+    }
+}
+
+/// Opens a checkpoint from files and folders; a folder contributes its .safetensors files and index.
+fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
+    let mut sources: Vec<Box<dyn ByteSource>> = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path).map_err(|e| Error::io(path.display(), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(".safetensors") || p.to_string_lossy().ends_with(".safetensors.index.json"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::file(path.display(), "the folder holds no .safetensors file"));
+            }
+            for file in files {
+                sources.push(Box::new(FileSource::open(&file)?));
+            }
+        } else {
+            sources.push(Box::new(FileSource::open(path)?));
+        }
+    }
+    let checkpoint = Checkpoint::open(sources)?;
+    for notice in &checkpoint.notices {
+        eprintln!("notice: {notice}");
+    }
+    Ok(checkpoint)
+}
+
+fn run_compress(base: &[PathBuf], finetuned: &[PathBuf], options: CompressOptions, report: Option<&Path>, output: &Path) -> Result<()> {
+    let base = open_checkpoint(base)?;
+    let finetuned = open_checkpoint(finetuned)?;
+    let mut data = AtomicOutput::scratch(output)?;
+    let mut progress = ProgressLine::new();
+    let outcome = compress(&base, &finetuned, &options, &mut |event| match event {
+        Event::Plan(pairing, total) => progress.plan(pairing, total),
+        Event::Progress { tensor, stage, index, total } => progress.stage(tensor, stage, index, total),
+        Event::Tensor(row) => progress.tensor(row),
+    }, &mut data)?;
+    progress.finish();
+
+    let mut file = AtomicOutput::create(output)?;
+    file.write_all(&outcome.header)?;
+    data.copy_into(&mut file)?;
+    file.commit()?;
+    if let Some(path) = report {
+        let json = serde_json::json!({ "summary": outcome.summary, "tensors": outcome.rows });
+        AtomicOutput::write_whole(path, serde_json::to_string_pretty(&json).expect("report serializes").as_bytes())?;
+    }
+    progress::print_summary(&outcome.summary, output);
+    Ok(())
+}
+
+fn run_apply(base: &[PathBuf], delta: &Path, output: &Path) -> Result<()> {
+    let base = open_checkpoint(base)?;
+    let delta = DeltaFile::open(Box::new(FileSource::open(delta)?))?;
+    let mut file = AtomicOutput::create(output)?;
+    let mut progress = ProgressLine::new();
+    adamix::apply::apply(&base, &delta, &mut file, &mut |name, index, total| progress.stage(name, "apply", index, total))?;
+    progress.finish();
+    file.commit()?;
+    eprintln!("wrote {} ({} tensors)", output.display(), delta.records.len());
+    Ok(())
+}
+
+fn run_verify(base: &[PathBuf], finetuned: &[PathBuf], delta: &Path, json: bool) -> Result<()> {
+    let base = open_checkpoint(base)?;
+    let finetuned = open_checkpoint(finetuned)?;
+    let delta = DeltaFile::open(Box::new(FileSource::open(delta)?))?;
+    let mut progress = ProgressLine::new();
+    let report = adamix::apply::verify(&base, &finetuned, &delta, &mut |name, index, total| progress.stage(name, "verify", index, total))?;
+    progress.finish();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        return Ok(());
+    }
+    for tensor in &report.tensors {
+        let error = tensor.rel_error.map_or("-".to_string(), |e| format!("{e:.6}"));
+        println!("{:<60} {:<10} {error}", tensor.name, tensor.kind);
+    }
+    println!("total relative error of compressed matrices: {:.6}", report.rel_error_total);
+    println!("file: {} bytes = {:.5} of the f16 size ({} bytes)", report.file_bytes, report.file_bytes as f64 / report.f16_delta_bytes as f64, report.f16_delta_bytes);
+    Ok(())
+}
+
+fn run_inspect(path: &Path, json: bool) -> Result<()> {
+    let source = FileSource::open(path)?;
+    let header = read_header(&source)?;
+    let tensors: Vec<_> = header.tensors.iter().map(|t| serde_json::json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape })).collect();
+    let delta = if header.metadata.contains_key("adamix.format") { Some(DeltaFile::open(Box::new(FileSource::open(path)?))?) } else { None };
+    if json {
+        let value = serde_json::json!({ "file_bytes": source.len(), "header_bytes": header.header_bytes, "tensors": tensors, "metadata": header.metadata });
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON serializes"));
+        return Ok(());
+    }
+    println!("{}: {} bytes, header {} bytes, {} tensors", path.display(), source.len(), header.header_bytes, header.tensors.len());
+    match delta {
+        Some(delta) => progress::print_delta_summary(&delta),
+        None => {
+            for t in &header.tensors {
+                println!("  {:<60} {:<5} {:?}", t.name, t.dtype.name(), t.shape);
+            }
+        }
+    }
+    Ok(())
+}

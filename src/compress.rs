@@ -1,0 +1,354 @@
+//! The pipeline over a whole checkpoint pair, one tensor at a time.
+//!
+//! read checkpoints → pair tensors → plan the budget → for each tensor:
+//! delta → (matrices) SVD → cost table → allocate → quantize V, then U with
+//! correction → pack → write; then the header with its metadata.
+
+use std::collections::BTreeMap;
+
+use half::f16;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::adamix::{compress_matrix, relative_error};
+use crate::budget::{PADDING_BITS, WIDTHS};
+use crate::checkpoint::{Checkpoint, Dtype};
+use crate::clock::Stopwatch;
+use crate::container::records::{encode_allocation, hex64};
+use crate::container::{ContainerWriter, DataSink, Kind, TensorRecord, FORMAT_NAME, FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::pair::{pair, PairingReport, Plan};
+use crate::report::{total_relative_error, Summary, TensorRow};
+
+/// Options of a compression run.
+#[derive(Debug, Clone)]
+pub struct CompressOptions {
+    /// Target ratio α of the file size to the f16 size of the fine-tune's float tensors.
+    pub ratio: f64,
+    /// Candidate widths, ascending, starting with 0.
+    pub widths: Vec<u8>,
+    /// Store tensors whose shape differs from the base's whole instead of failing.
+    pub store_mismatched: bool,
+}
+
+impl Default for CompressOptions {
+    fn default() -> Self {
+        CompressOptions { ratio: 1.0 / 16.0, widths: WIDTHS.to_vec(), store_mismatched: false }
+    }
+}
+
+/// Something the caller may show while a run goes on.
+pub enum Event<'a> {
+    /// The pairing report, before any heavy work.
+    Plan(&'a PairingReport, usize),
+    /// Work on tensor `index` of `total` entered `stage`.
+    Progress {
+        /// Tensor name.
+        tensor: &'a str,
+        /// Stage name.
+        stage: &'a str,
+        /// Zero-based index of the tensor.
+        index: usize,
+        /// Number of tensors.
+        total: usize,
+    },
+    /// A tensor is finished.
+    Tensor(&'a TensorRow),
+}
+
+/// The result of a run: the file head (to put before the data) and the report.
+pub struct CompressOutcome {
+    /// The 8-byte length and the JSON header.
+    pub header: Vec<u8>,
+    /// Totals.
+    pub summary: Summary,
+    /// One row per fine-tune tensor.
+    pub rows: Vec<TensorRow>,
+}
+
+/// Byte budget of a run, decided from the headers before any tensor is read.
+struct BudgetPlan {
+    target_bytes: u64,
+    f16_delta_bytes: u64,
+    fixed_bytes: u64,
+    header_reserve_bytes: u64,
+    matrix_bits: u64,
+    matrix_elements: u64,
+}
+
+impl BudgetPlan {
+    /// Budget of an `[m, n]` matrix: its share of the matrix bits by element count.
+    fn matrix_budget_bits(&self, m: usize, n: usize) -> u64 {
+        let share = self.matrix_bits as f64 * (m * n) as f64 / self.matrix_elements as f64;
+        (share as u64).saturating_sub(PADDING_BITS)
+    }
+}
+
+/// Compresses the delta between `base` and `finetuned`, writing the data to `sink`.
+pub fn compress(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink) -> Result<CompressOutcome> {
+    let clock = Stopwatch::start();
+    check_options(options)?;
+
+    // 1. Pair tensors and plan the budget from the headers alone.
+    let (plans, mut pairing) = pair(base, finetuned, options.store_mismatched)?;
+    let budget = plan_budget(finetuned, &plans, options)?;
+    events(Event::Plan(&pairing, plans.len()));
+
+    // 2. One tensor at a time: read, compress, write, release.
+    let mut writer = ContainerWriter::new();
+    let mut records = Vec::with_capacity(plans.len());
+    let mut rows = Vec::with_capacity(plans.len());
+    for (index, (name, plan)) in plans.iter().enumerate() {
+        let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: plans.len() });
+        stage("read");
+        let tensor = TensorJob { base, finetuned, name, budget: &budget, widths: &options.widths };
+        let (record, row) = tensor.run(*plan, &mut writer, sink, &mut stage)?;
+        if record.kind == Kind::Unchanged {
+            pairing.unchanged.push(name.clone());
+        }
+        events(Event::Tensor(&row));
+        records.push(record);
+        rows.push(row);
+    }
+
+    // 3. The header, with the records and the base fingerprint.
+    let metadata = build_metadata(finetuned, options, &records)?;
+    let header = writer.header(&metadata);
+    let summary = summarize(&budget, &rows, header.len() as u64, writer.data_bytes(), options, pairing, finetuned, clock.seconds());
+    Ok(CompressOutcome { header, summary, rows })
+}
+
+fn check_options(options: &CompressOptions) -> Result<()> {
+    if !(options.ratio > 0.0 && options.ratio <= 1.0) {
+        return Err(Error::InvalidOptions(format!("ratio {} is outside (0, 1]; use a value such as 1/16", options.ratio)));
+    }
+    let widths_valid = options.widths.first() == Some(&0)
+        && options.widths.windows(2).all(|w| w[0] < w[1])
+        && options.widths.iter().all(|&w| w <= 8);
+    if !widths_valid || options.widths.len() < 2 {
+        return Err(Error::InvalidOptions(format!("candidate widths {:?} must start at 0, ascend and stay within 8", options.widths)));
+    }
+    Ok(())
+}
+
+/// Decides the byte budget: fixed costs and the header first, the matrices share the rest.
+fn plan_budget(finetuned: &Checkpoint, plans: &[(String, Plan)], options: &CompressOptions) -> Result<BudgetPlan> {
+    let float_elements: u64 = finetuned.names().filter_map(|n| finetuned.entry(n))
+        .filter(|e| e.dtype.is_float()).map(|e| e.numel() as u64).sum();
+    let f16_delta_bytes = 2 * float_elements;
+    let target_bytes = (options.ratio * f16_delta_bytes as f64) as u64;
+
+    let (mut fixed_bytes, mut header_reserve_bytes, mut matrix_elements) = (0u64, 1024u64, 0u64);
+    for (name, plan) in plans {
+        let entry = finetuned.entry(name).expect("plans come from the fine-tune");
+        let name_bytes = name.len() as u64;
+        let record_bytes = name_bytes + 160;
+        let entry_bytes = name_bytes + 110;
+        match plan {
+            Plan::Matrix(m, n) => {
+                matrix_elements += (*m * *n) as u64;
+                header_reserve_bytes += record_bytes + 4 * entry_bytes + 96;
+            }
+            Plan::SmallDelta => {
+                fixed_bytes += 2 * entry.numel() as u64;
+                header_reserve_bytes += record_bytes + entry_bytes;
+            }
+            Plan::CompareBytes | Plan::Whole => {
+                fixed_bytes += entry.byte_len();
+                header_reserve_bytes += record_bytes + entry_bytes;
+            }
+        }
+    }
+
+    let available = target_bytes as i64 - fixed_bytes as i64 - header_reserve_bytes as i64;
+    if matrix_elements > 0 && available <= 0 {
+        let smallest_ratio = (fixed_bytes + header_reserve_bytes) as f64 / f16_delta_bytes as f64;
+        return Err(Error::InvalidOptions(format!(
+            "ratio {:.5} leaves {target_bytes} bytes, but tensors that are not compressed and the header already take {} bytes; choose a ratio above {smallest_ratio:.5}",
+            options.ratio, fixed_bytes + header_reserve_bytes)));
+    }
+    Ok(BudgetPlan {
+        target_bytes, f16_delta_bytes, fixed_bytes, header_reserve_bytes,
+        matrix_bits: 8 * available.max(0) as u64,
+        matrix_elements: matrix_elements.max(1),
+    })
+}
+
+/// The work on one tensor of the fine-tune.
+struct TensorJob<'a> {
+    base: &'a Checkpoint,
+    finetuned: &'a Checkpoint,
+    name: &'a str,
+    budget: &'a BudgetPlan,
+    widths: &'a [u8],
+}
+
+impl TensorJob<'_> {
+    fn run(&self, plan: Plan, writer: &mut ContainerWriter, sink: &mut dyn DataSink, stage: &mut dyn FnMut(&str)) -> Result<(TensorRecord, TensorRow)> {
+        let clock = Stopwatch::start();
+        let entry = self.finetuned.entry(self.name).expect("plans come from the fine-tune");
+        let mut record = TensorRecord {
+            name: self.name.to_string(), kind: Kind::Whole, dtype: entry.dtype.name().to_string(),
+            shape: entry.shape.clone(), base_xxh3: None, allocation: None,
+        };
+        let mut row = TensorRow {
+            name: self.name.to_string(), kind: "", shape: entry.shape.clone(), dtype: record.dtype.clone(),
+            delta_norm_ratio: None, kept_rank: None, width_counts: BTreeMap::new(), rel_error: None,
+            delta_norm_squared: None, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
+        };
+        let before = writer.data_bytes();
+        match plan {
+            Plan::Whole => self.store_whole(writer, sink, &mut record)?,
+            Plan::CompareBytes => self.compare_bytes(writer, sink, &mut record)?,
+            Plan::SmallDelta | Plan::Matrix(..) => self.store_delta(plan, writer, sink, &mut record, &mut row, stage)?,
+        }
+        stage("write");
+        row.kind = record.kind.label();
+        row.bytes = writer.data_bytes() - before;
+        row.seconds = clock.seconds();
+        Ok((record, row))
+    }
+
+    fn store_whole(&self, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord) -> Result<()> {
+        let entry = self.finetuned.entry(self.name).expect("plans come from the fine-tune");
+        let bytes = self.finetuned.read_bytes(self.name)?;
+        writer.add(sink, &format!("{}/whole", self.name), entry.dtype, &entry.shape, &bytes)?;
+        record.kind = Kind::Whole;
+        Ok(())
+    }
+
+    fn compare_bytes(&self, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord) -> Result<()> {
+        let base_bytes = self.base.read_bytes(self.name)?;
+        let ft_bytes = self.finetuned.read_bytes(self.name)?;
+        let same_dtype = self.base.entry(self.name).map(|e| e.dtype) == self.finetuned.entry(self.name).map(|e| e.dtype);
+        if same_dtype && base_bytes == ft_bytes {
+            record.kind = Kind::Unchanged;
+            record.base_xxh3 = Some(hex64(xxh3_64(&base_bytes)));
+            return Ok(());
+        }
+        self.store_whole(writer, sink, record)
+    }
+
+    fn store_delta(&self, plan: Plan, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<()> {
+        // 1. Read both sides, hash the base, subtract in f32.
+        let base_bytes = self.base.read_bytes(self.name)?;
+        record.base_xxh3 = Some(hex64(xxh3_64(&base_bytes)));
+        let base_entry = self.base.entry(self.name).expect("paired tensors exist in the base");
+        let base_values = checked_f32(self.base, self.name, base_entry.dtype, &base_bytes)?;
+        drop(base_bytes);
+        let mut delta = self.finetuned.read_f32(self.name)?;
+        stage("delta");
+        for (d, b) in delta.iter_mut().zip(&base_values) {
+            *d -= b;
+        }
+        let delta_norm_squared: f64 = delta.iter().map(|&x| (x as f64).powi(2)).sum();
+        let base_norm_squared: f64 = base_values.iter().map(|&x| (x as f64).powi(2)).sum();
+        drop(base_values);
+        if delta_norm_squared == 0.0 {
+            record.kind = Kind::Unchanged;
+            return Ok(());
+        }
+        row.delta_norm_squared = Some(delta_norm_squared);
+        row.delta_norm_ratio = Some((delta_norm_squared / base_norm_squared.max(f64::MIN_POSITIVE)).sqrt());
+
+        // 2. Compress: ADAMIX for matrices, f16 for the rest.
+        match plan {
+            Plan::Matrix(m, n) => self.store_matrix(&delta, m, n, writer, sink, record, row, stage),
+            _ => self.store_f16_delta(&delta, delta_norm_squared, writer, sink, record, row),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_matrix(&self, delta: &[f32], m: usize, n: usize, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<()> {
+        let budget_bits = self.budget.matrix_budget_bits(m, n);
+        let compressed = compress_matrix(self.name, delta, m, n, self.widths, budget_bits, stage)?;
+        stage("measure");
+        let packed = &compressed.packed;
+        row.rel_error = Some(relative_error(self.name, packed, delta)?);
+        row.kept_rank = Some(packed.widths.len());
+        for &w in &packed.widths {
+            *row.width_counts.entry(w).or_default() += 1;
+        }
+        row.budget_bytes = Some(budget_bits / 8);
+        row.spectrum = compressed.spectrum.clone();
+        row.allocation = compressed.allocation.clone();
+
+        let (k, groups) = (packed.widths.len(), packed.groups_per_triplet());
+        let f16_bytes = |values: &[f16]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
+        writer.add(sink, &format!("{}/codes", self.name), Dtype::U8, &[packed.codes.len()], &packed.codes)?;
+        writer.add(sink, &format!("{}/scales", self.name), Dtype::F16, &[k, groups], &f16_bytes(&packed.scales))?;
+        writer.add(sink, &format!("{}/mins", self.name), Dtype::F16, &[k, groups], &f16_bytes(&packed.mins))?;
+        let sigma_bytes: Vec<u8> = packed.sigma.iter().flat_map(|s| s.to_le_bytes()).collect();
+        writer.add(sink, &format!("{}/sigma", self.name), Dtype::F32, &[k], &sigma_bytes)?;
+        record.kind = Kind::Adamix;
+        record.allocation = Some(encode_allocation(&compressed.allocation));
+        Ok(())
+    }
+
+    fn store_f16_delta(&self, delta: &[f32], delta_norm_squared: f64, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow) -> Result<()> {
+        let stored: Vec<f16> = delta.iter().map(|&x| f16::from_f32(x)).collect();
+        let error: f64 = delta.iter().zip(&stored).map(|(&x, s)| ((x - s.to_f32()) as f64).powi(2)).sum();
+        row.rel_error = Some((error / delta_norm_squared).sqrt());
+        let bytes: Vec<u8> = stored.iter().flat_map(|v| v.to_le_bytes()).collect();
+        writer.add(sink, &format!("{}/delta", self.name), Dtype::F16, &record.shape, &bytes)?;
+        record.kind = Kind::F16Delta;
+        Ok(())
+    }
+}
+
+/// Converts float bytes to f32 and rejects non-finite values, naming the file and tensor.
+fn checked_f32(checkpoint: &Checkpoint, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
+    let values = crate::checkpoint::dtype::to_f32(dtype, bytes)
+        .ok_or_else(|| Error::tensor(checkpoint.file_of(name), name, format!("dtype {} is not a float type", dtype.name())))?;
+    if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::tensor(checkpoint.file_of(name), name, format!(
+            "element {position} is {}; the checkpoint holds non-finite weights, so re-export it from a healthy training run", values[position])));
+    }
+    Ok(values)
+}
+
+fn build_metadata(finetuned: &Checkpoint, options: &CompressOptions, records: &[TensorRecord]) -> Result<BTreeMap<String, String>> {
+    let mut hashes = Vec::new();
+    for record in records {
+        if let Some(hash) = &record.base_xxh3 {
+            hashes.extend_from_slice(hash.as_bytes());
+        }
+    }
+    let mut metadata = BTreeMap::new();
+    metadata.insert("adamix.format".into(), FORMAT_NAME.into());
+    metadata.insert("adamix.format_version".into(), FORMAT_VERSION.into());
+    metadata.insert("adamix.method".into(), "adamix".into());
+    metadata.insert("adamix.ratio".into(), format!("{}", options.ratio));
+    metadata.insert("adamix.base_fingerprint".into(), hex64(xxh3_64(&hashes)));
+    metadata.insert("adamix.finetuned_metadata".into(), serde_json::to_string(finetuned.metadata()).expect("strings serialize"));
+    metadata.insert("adamix.tensors".into(), serde_json::to_string(records).expect("records serialize"));
+    Ok(metadata)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(budget: &BudgetPlan, rows: &[TensorRow], header_bytes: u64, data_bytes: u64, options: &CompressOptions, pairing: PairingReport, finetuned: &Checkpoint, seconds: f64) -> Summary {
+    let matrix_rows = rows.iter().filter(|r| r.kind == "adamix");
+    let matrix_bytes: u64 = matrix_rows.clone().map(|r| r.bytes).sum();
+    let matrix_params: u64 = matrix_rows.clone().map(|r| (r.shape[0] * r.shape[1]) as u64).sum();
+    let code_bits: u64 = matrix_rows.map(|r| r.width_counts.iter().map(|(&w, &c)| w as u64 * c as u64 * (r.shape[0] + r.shape[1]) as u64).sum::<u64>()).sum();
+    let compressed_bytes = header_bytes + data_bytes;
+    let fixed_bytes = data_bytes - matrix_bytes;
+    let budget_note = format!(
+        "Target {} bytes ({:.4} × {} f16 bytes). Tensors not compressed take {} bytes and the header {} bytes (reserved {} + {}), so the matrices shared {} bytes in proportion to their size and used {}.",
+        budget.target_bytes, options.ratio, budget.f16_delta_bytes, fixed_bytes, header_bytes,
+        budget.fixed_bytes, budget.header_reserve_bytes, budget.matrix_bits / 8, matrix_bytes);
+    Summary {
+        compressed_bytes,
+        f16_delta_bytes: budget.f16_delta_bytes,
+        ratio_target: options.ratio,
+        ratio_achieved: compressed_bytes as f64 / budget.f16_delta_bytes.max(1) as f64,
+        rel_error_total: total_relative_error(rows),
+        matrix_bytes,
+        fixed_bytes,
+        header_bytes,
+        nominal_bits_per_parameter: code_bits as f64 / matrix_params.max(1) as f64,
+        budget_note,
+        seconds,
+        pairing,
+        notices: finetuned.notices.clone(),
+    }
+}

@@ -1,0 +1,103 @@
+//! Tensor records: the per-tensor metadata of a compressed delta.
+
+use serde::{Deserialize, Serialize};
+
+/// How a tensor of the fine-tune is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A 2-D delta compressed by the method.
+    Adamix,
+    /// A small delta stored as f16.
+    F16Delta,
+    /// The fine-tune's tensor stored as is.
+    Whole,
+    /// Equal to the base; nothing stored.
+    Unchanged,
+}
+
+impl Kind {
+    /// The name shown to users.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Adamix => "adamix",
+            Kind::F16Delta => "f16 delta",
+            Kind::Whole => "whole",
+            Kind::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One tensor of the fine-tune, as the container records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorRecord {
+    /// The fine-tune's tensor name.
+    pub name: String,
+    /// How it is stored.
+    pub kind: Kind,
+    /// The fine-tune's dtype name.
+    pub dtype: String,
+    /// The fine-tune's shape.
+    pub shape: Vec<usize>,
+    /// XXH3-64 of the base tensor's bytes, as 16 hex digits, for kinds that read the base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_xxh3: Option<String>,
+    /// Run-length encoded widths of the candidate triplets, for kind `adamix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<String>,
+}
+
+/// Encodes widths as `WIDTHxCOUNT` runs joined by commas.
+pub fn encode_allocation(widths: &[u8]) -> String {
+    let mut runs: Vec<(u8, usize)> = Vec::new();
+    for &w in widths {
+        match runs.last_mut() {
+            Some((last, count)) if *last == w => *count += 1,
+            _ => runs.push((w, 1)),
+        }
+    }
+    runs.iter().map(|(w, c)| format!("{w}x{c}")).collect::<Vec<_>>().join(",")
+}
+
+/// Decodes [`encode_allocation`]'s output; returns `None` when it is malformed.
+pub fn decode_allocation(text: &str) -> Option<Vec<u8>> {
+    let mut widths = Vec::new();
+    if text.is_empty() {
+        return Some(widths);
+    }
+    for run in text.split(',') {
+        let (width, count) = run.split_once('x')?;
+        let (width, count): (u8, usize) = (width.parse().ok()?, count.parse().ok()?);
+        if width > 8 || count > 1 << 24 {
+            return None;
+        }
+        widths.extend(std::iter::repeat_n(width, count));
+    }
+    Some(widths)
+}
+
+/// Formats a 64-bit hash as 16 hex digits.
+pub fn hex64(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_round_trips() {
+        let widths = vec![8, 8, 3, 3, 3, 0, 2, 2, 0, 0];
+        let text = encode_allocation(&widths);
+        assert_eq!(text, "8x2,3x3,0x1,2x2,0x2");
+        assert_eq!(decode_allocation(&text), Some(widths));
+        assert_eq!(decode_allocation(""), Some(vec![]));
+    }
+
+    #[test]
+    fn malformed_allocation_is_rejected() {
+        for text in ["8", "9x1", "ax2", "3x", "3x1,,"] {
+            assert_eq!(decode_allocation(text), None, "{text}");
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! adamix: compression of fine-tuned model deltas with ADAMIX.
+#![deny(missing_docs)]
+
+pub mod adamix;
+pub mod allocate;
+pub mod budget;
+pub mod checkpoint;
+pub mod cost;
+pub mod error;
+pub mod packed;
+pub mod quant;
+pub mod svd;
+pub mod clock;
+pub mod compress;
+pub mod container;
+pub mod pair;
+pub mod report;
+pub mod apply;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

@@ -1,0 +1,141 @@
+//! Stage 4: the leading singular triplets of a delta, in f32.
+//!
+//! Only the top `r_max` triplets can ever be kept, so only those are
+//! computed. When `r_max` is a large share of the smaller side, a full thin
+//! SVD (faer) is as cheap and exact; otherwise a randomized range finder with
+//! power iterations (Halko, Martinsson and Tropp, 2011, algorithm 4.4) gives
+//! the leading subspace, and a thin SVD of the small projected matrix gives
+//! the triplets.
+
+use faer::{Mat, MatRef};
+use rand::{rngs::SmallRng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::error::{Error, Result};
+
+/// Power iterations of the randomized SVD.
+pub const POWER_ITERATIONS: usize = 2;
+
+/// Above this share of `min(m, n)` the full thin SVD is used instead of the randomized one.
+const FULL_SVD_SHARE: f64 = 0.6;
+
+/// The leading singular triplets `ΔW ≈ U diag(sigma) Vᵀ`.
+pub struct Triplets {
+    /// Singular values, descending.
+    pub sigma: Vec<f32>,
+    /// Left singular vectors, `[m, k]`, one column per triplet.
+    pub u: Mat<f32>,
+    /// Right singular vectors, `[n, k]`, one column per triplet.
+    pub v: Mat<f32>,
+}
+
+/// Which SVD algorithm computed a set of triplets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvdMethod {
+    /// Full thin SVD, truncated.
+    Full,
+    /// Randomized range finder with this many columns (rank plus oversampling).
+    Randomized(usize),
+}
+
+/// Chooses the algorithm for the top `k` triplets of an `[m, n]` matrix.
+pub fn choose_method(m: usize, n: usize, k: usize) -> SvdMethod {
+    let small_side = m.min(n);
+    let columns = (k + k / 2 + 10).min(small_side);
+    if small_side <= 256 || columns as f64 >= FULL_SVD_SHARE * small_side as f64 {
+        SvdMethod::Full
+    } else {
+        SvdMethod::Randomized(columns)
+    }
+}
+
+/// Computes the top `k` singular triplets of `delta` (`[m, n]`).
+pub fn top_triplets(delta: MatRef<'_, f32>, k: usize, tensor: &str) -> Result<Triplets> {
+    let k = k.min(delta.nrows().min(delta.ncols()));
+    match choose_method(delta.nrows(), delta.ncols(), k) {
+        SvdMethod::Full => full_svd(delta, k, tensor),
+        SvdMethod::Randomized(columns) => randomized_svd(delta, k, columns, tensor),
+    }
+}
+
+/// Full thin SVD, truncated to `k` triplets.
+pub fn full_svd(delta: MatRef<'_, f32>, k: usize, tensor: &str) -> Result<Triplets> {
+    let svd = delta.thin_svd().map_err(|e| Error::Numerical { tensor: tensor.into(), message: format!("the SVD did not converge ({e:?})") })?;
+    let sigma: Vec<f32> = (0..k).map(|i| svd.S()[i]).collect();
+    Ok(Triplets { sigma, u: svd.U().subcols(0, k).to_owned(), v: svd.V().subcols(0, k).to_owned() })
+}
+
+/// Randomized SVD: range finder with `columns` samples and [`POWER_ITERATIONS`] power iterations.
+pub fn randomized_svd(delta: MatRef<'_, f32>, k: usize, columns: usize, tensor: &str) -> Result<Triplets> {
+    let (m, n) = (delta.nrows(), delta.ncols());
+
+    // 1. Sample the range: Q = orth(ΔW Ω) with a Gaussian Ω of shape [n, columns], fixed seed.
+    let mut rng = SmallRng::seed_from_u64(0x5eed_0f_ad);
+    let omega = Mat::<f32>::from_fn(n, columns, |_, _| StandardNormal.sample(&mut rng));
+    let mut q = orthonormal_basis(&(delta * &omega));
+
+    // 2. Power iterations, re-orthonormalizing each product to keep small directions.
+    for _ in 0..POWER_ITERATIONS {
+        let z = orthonormal_basis(&(delta.transpose() * &q));
+        q = orthonormal_basis(&(delta * &z));
+    }
+
+    // 3. Project and take the SVD of the small matrix B = Qᵀ ΔW, shape [columns, n].
+    let b = q.transpose() * delta;
+    let svd = b.thin_svd().map_err(|e| Error::Numerical { tensor: tensor.into(), message: format!("the SVD did not converge ({e:?})") })?;
+
+    // 4. Lift the left vectors back: U = Q Ũ.
+    let u = &q * svd.U().subcols(0, k);
+    let sigma: Vec<f32> = (0..k).map(|i| svd.S()[i]).collect();
+    debug_assert_eq!((u.nrows(), svd.V().nrows()), (m, n));
+    Ok(Triplets { sigma, u, v: svd.V().subcols(0, k).to_owned() })
+}
+
+fn orthonormal_basis(y: &Mat<f32>) -> Mat<f32> {
+    y.qr().compute_thin_Q()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A matrix with known singular values `s_i = (i + 1)^-0.7`, built from random orthonormal factors.
+    fn long_tailed(m: usize, n: usize, seed: u64) -> (Mat<f32>, Vec<f32>) {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let r = m.min(n);
+        let a = Mat::<f32>::from_fn(m, r, |_, _| StandardNormal.sample(&mut rng));
+        let b = Mat::<f32>::from_fn(n, r, |_, _| StandardNormal.sample(&mut rng));
+        let (qa, qb) = (orthonormal_basis(&a), orthonormal_basis(&b));
+        let sigma: Vec<f32> = (0..r).map(|i| ((i + 1) as f32).powf(-0.7)).collect();
+        let scaled = Mat::<f32>::from_fn(m, r, |i, j| qa[(i, j)] * sigma[j]);
+        (&scaled * qb.transpose(), sigma)
+    }
+
+    #[test]
+    fn full_svd_recovers_spectrum() {
+        let (matrix, sigma) = long_tailed(200, 120, 1);
+        let triplets = full_svd(matrix.as_ref(), 10, "test").expect("svd");
+        for i in 0..10 {
+            assert!((triplets.sigma[i] - sigma[i]).abs() < 1e-4, "sigma {i}: {} vs {}", triplets.sigma[i], sigma[i]);
+        }
+    }
+
+    #[test]
+    fn randomized_matches_full_on_leading_values() {
+        let (matrix, sigma) = long_tailed(600, 500, 2);
+        let triplets = randomized_svd(matrix.as_ref(), 40, 70, "test").expect("svd");
+        for i in 0..20 {
+            let relative = (triplets.sigma[i] - sigma[i]).abs() / sigma[i];
+            assert!(relative < 0.02, "sigma {i}: {} vs {}", triplets.sigma[i], sigma[i]);
+        }
+        let u_norm: f32 = (0..600).map(|r| triplets.u[(r, 0)].powi(2)).sum();
+        assert!((u_norm - 1.0).abs() < 1e-3, "u_0 has norm² {u_norm}");
+    }
+
+    #[test]
+    fn method_choice_follows_share() {
+        assert_eq!(choose_method(384, 384, 148), SvdMethod::Full);
+        assert_eq!(choose_method(4096, 4096, 1000), SvdMethod::Randomized(1510));
+        assert_eq!(choose_method(4096, 4096, 3000), SvdMethod::Full);
+    }
+}

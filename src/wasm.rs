@@ -1,0 +1,143 @@
+//! The browser binding: the core's functions for the page's Web Worker.
+//!
+//! Files arrive as `File` objects and are read by byte range with
+//! `FileReaderSync`, which only a worker may use, so the page's main thread
+//! never blocks and no file is read whole. Events and results go back as
+//! plain JS objects; errors become a JS `Error` whose message is the core's
+//! user-facing sentence. This is the one place where core errors are
+//! converted for JS.
+
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use web_sys::{Blob, File, FileReaderSync};
+
+use crate::checkpoint::{read_header, ByteSource, Checkpoint};
+use crate::compress::{compress, CompressOptions, Event};
+use crate::container::DataSink;
+use crate::error::{Error, Result};
+
+/// Installs the panic hook so that a panic shows its message in the console.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// A browser `Blob` read by byte range.
+struct BlobSource {
+    name: String,
+    blob: Blob,
+    reader: FileReaderSync,
+}
+
+impl BlobSource {
+    fn new(file: File) -> Result<Self> {
+        let name = file.name();
+        let reader = FileReaderSync::new().map_err(|_| Error::file(&name, "this browser cannot read files synchronously in a worker"))?;
+        Ok(BlobSource { name, blob: file.into(), reader })
+    }
+}
+
+impl ByteSource for BlobSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn len(&self) -> u64 {
+        self.blob.size() as u64
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let end = offset + len as u64;
+        if end > self.len() {
+            return Err(Error::file(&self.name, format!("read of {len} bytes at offset {offset} is past the end of the file ({} bytes); the file is truncated", self.len())));
+        }
+        let read_failed = |what: &str| Error::file(&self.name, format!("the browser could not read the file ({what}); choose it again"));
+        let slice = self.blob.slice_with_f64_and_f64(offset as f64, end as f64).map_err(|_| read_failed("slice"))?;
+        let buffer = self.reader.read_as_array_buffer(&slice).map_err(|_| read_failed("read"))?;
+        Ok(Uint8Array::new(&buffer).to_vec())
+    }
+}
+
+/// Sends data chunks to the page as `{kind: 'chunk', bytes}` events.
+struct ChunkSink<'a> {
+    on_event: &'a Function,
+}
+
+impl DataSink for ChunkSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let event = Object::new();
+        set(&event, "kind", &"chunk".into());
+        set(&event, "bytes", &Uint8Array::from(bytes).into());
+        self.on_event.call1(&JsValue::NULL, &event).map(|_| ()).map_err(|e| Error::InvalidOptions(format!("the page rejected a chunk: {e:?}")))
+    }
+}
+
+fn set(object: &Object, key: &str, value: &JsValue) {
+    Reflect::set(object, &key.into(), value).expect("setting a property on a plain object succeeds");
+}
+
+fn to_js(value: &impl serde::Serialize) -> JsValue {
+    let text = serde_json::to_string(value).expect("report types serialize");
+    js_sys::JSON::parse(&text).expect("serde_json writes valid JSON")
+}
+
+fn to_js_error(error: Error) -> JsValue {
+    js_sys::Error::new(&error.to_string()).into()
+}
+
+fn open_checkpoint(files: &Array) -> Result<Checkpoint> {
+    let mut sources: Vec<Box<dyn ByteSource>> = Vec::new();
+    for value in files.iter() {
+        let file: File = value.dyn_into().map_err(|_| Error::InvalidOptions("expected File objects".into()))?;
+        sources.push(Box::new(BlobSource::new(file)?));
+    }
+    Checkpoint::open(sources)
+}
+
+fn emit(on_event: &Function, kind: &str, fields: &[(&str, JsValue)]) {
+    let event = Object::new();
+    set(&event, "kind", &kind.into());
+    for (key, value) in fields {
+        set(&event, key, value);
+    }
+    if let Err(error) = on_event.call1(&JsValue::NULL, &event) {
+        log::warn!("the page's event handler threw: {error:?}");
+    }
+}
+
+/// Compresses the delta between two checkpoints given as arrays of `File`.
+///
+/// `options` is `{ratio: number, store_mismatched?: boolean}`. Returns
+/// `{header: Uint8Array, summary, rows}`; the file is `header` followed by
+/// every chunk sent through `on_event`.
+#[wasm_bindgen]
+pub fn compress_files(base_files: Array, finetuned_files: Array, options: JsValue, on_event: Function) -> std::result::Result<JsValue, JsValue> {
+    let ratio = Reflect::get(&options, &"ratio".into()).ok().and_then(|v| v.as_f64()).unwrap_or(1.0 / 16.0);
+    let store_mismatched = Reflect::get(&options, &"store_mismatched".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+    let options = CompressOptions { ratio, store_mismatched, ..Default::default() };
+
+    let base = open_checkpoint(&base_files).map_err(to_js_error)?;
+    let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
+    let mut sink = ChunkSink { on_event: &on_event };
+    let outcome = compress(&base, &finetuned, &options, &mut |event| match event {
+        Event::Plan(pairing, tensors) => emit(&on_event, "plan", &[("pairing", to_js(pairing)), ("tensors", (tensors as f64).into())]),
+        Event::Progress { tensor, stage, index, total } => emit(&on_event, "progress", &[
+            ("tensor", tensor.into()), ("stage", stage.into()), ("index", (index as f64).into()), ("total", (total as f64).into())]),
+        Event::Tensor(row) => emit(&on_event, "tensor", &[("row", to_js(row))]),
+    }, &mut sink).map_err(to_js_error)?;
+
+    let result = Object::new();
+    set(&result, "header", &Uint8Array::from(outcome.header.as_slice()).into());
+    set(&result, "summary", &to_js(&outcome.summary));
+    set(&result, "rows", &to_js(&outcome.rows));
+    Ok(result.into())
+}
+
+/// Lists the tensors and metadata of one safetensors file.
+#[wasm_bindgen]
+pub fn inspect_file(file: File) -> std::result::Result<JsValue, JsValue> {
+    let source = BlobSource::new(file).map_err(to_js_error)?;
+    let header = read_header(&source).map_err(to_js_error)?;
+    let tensors: Vec<_> = header.tensors.iter().map(|t| serde_json::json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape })).collect();
+    Ok(to_js(&serde_json::json!({ "tensors": tensors, "metadata": header.metadata })))
+}
