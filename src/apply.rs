@@ -93,25 +93,17 @@ pub fn reconstruct_f32(base: &Checkpoint, delta: &DeltaFile, record: &TensorReco
                 *v += f16::from_le_bytes([d[0], d[1]]).to_f32();
             }
         }
-        Kind::Adamix => add_matrix(delta, record, &mut values)?,
+        Kind::Quantized | Kind::LowRank | Kind::Bitdelta => add_matrix(delta, record, &mut values)?,
         Kind::Whole => unreachable!("whole tensors are copied, not reconstructed"),
     }
     Ok(values)
 }
 
-/// Adds `Û diag(σ) V̂ᵀ` to `values` (row-major `[m, n]`), one block of rows at a time.
+/// Adds the stored delta `Δ̂` to `values` (row-major `[m, n]`), one block of rows at a time.
 fn add_matrix(delta: &DeltaFile, record: &TensorRecord, values: &mut [f32]) -> Result<()> {
-    let packed = delta.read_packed(record)?;
-    let factors = packed.unpack().map_err(|message| Error::InvalidDelta { file: delta.name().into(), message: format!("tensor '{}': {message}", record.name) })?;
-    let (m, n) = (packed.rows, packed.cols);
-    let block = crate::packed::rows_per_block(n);
-    for start in (0..m).step_by(block) {
-        let count = block.min(m - start);
-        let rows = factors.reconstruct_rows(start, count);
-        for (v, d) in values[start * n..(start + count) * n].iter_mut().zip(&rows) {
-            *v += d;
-        }
-    }
+    let matrix = delta.read_matrix(record)?;
+    let reconstruction = matrix.decode().map_err(|message| Error::InvalidDelta { file: delta.name().into(), message: format!("tensor '{}': {message}", record.name) })?;
+    crate::methods::add_into(reconstruction.as_ref(), values);
     Ok(())
 }
 
@@ -152,7 +144,7 @@ pub fn verify(base: &Checkpoint, finetuned: &Checkpoint, delta: &DeltaFile, prog
         let expected = finetuned.read_bytes(&record.name)?;
         let (rel_error, delta_norm_squared) = if dtype.is_float() && record.kind != Kind::Whole {
             let (error, norm) = float_errors(base, finetuned, record, dtype, &reconstructed)?;
-            if record.kind == Kind::Adamix {
+            if record.kind.is_matrix() {
                 error_total += error;
                 norm_total += norm;
             }

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use half::f16;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::adamix::{compress_matrix, relative_error};
 use crate::budget::{PADDING_BITS, WIDTHS};
 use crate::checkpoint::{Checkpoint, Dtype};
 use crate::clock::Stopwatch;
 use crate::container::records::{encode_allocation, hex64};
 use crate::container::{ContainerWriter, DataSink, Kind, TensorRecord, FORMAT_NAME, FORMAT_VERSION};
 use crate::error::{Error, Result};
+use crate::methods::{adamix, bitdelta, delta_come, low_rank, squared_error, EncodedMatrix, Method};
 use crate::pair::{pair, PairingReport, Plan};
 use crate::report::{total_relative_error, Summary, TensorRow};
 
@@ -28,11 +28,13 @@ pub struct CompressOptions {
     pub widths: Vec<u8>,
     /// Store tensors whose shape differs from the base's whole instead of failing.
     pub store_mismatched: bool,
+    /// The method for 2-D deltas.
+    pub method: Method,
 }
 
 impl Default for CompressOptions {
     fn default() -> Self {
-        CompressOptions { ratio: 1.0 / 16.0, widths: WIDTHS.to_vec(), store_mismatched: false }
+        CompressOptions { ratio: 1.0 / 16.0, widths: WIDTHS.to_vec(), store_mismatched: false, method: Method::Adamix }
     }
 }
 
@@ -100,7 +102,7 @@ pub fn compress(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOpt
     for (index, (name, plan)) in plans.iter().enumerate() {
         let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: plans.len() });
         stage("read");
-        let tensor = TensorJob { base, finetuned, name, budget: &budget, widths: &options.widths };
+        let tensor = TensorJob { base, finetuned, name, budget: &budget, options };
         let (record, row) = tensor.run(*plan, &mut writer, sink, &mut stage)?;
         if record.kind == Kind::Unchanged {
             pairing.unchanged.push(name.clone());
@@ -179,7 +181,7 @@ struct TensorJob<'a> {
     finetuned: &'a Checkpoint,
     name: &'a str,
     budget: &'a BudgetPlan,
-    widths: &'a [u8],
+    options: &'a CompressOptions,
 }
 
 impl TensorJob<'_> {
@@ -193,7 +195,7 @@ impl TensorJob<'_> {
         let mut row = TensorRow {
             name: self.name.to_string(), kind: "", shape: entry.shape.clone(), dtype: record.dtype.clone(),
             delta_norm_ratio: None, kept_rank: None, width_counts: BTreeMap::new(), rel_error: None,
-            delta_norm_squared: None, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
+            delta_norm_squared: None, matrix: false, code_bits: 0, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
         };
         let before = writer.data_bytes();
         match plan {
@@ -202,7 +204,8 @@ impl TensorJob<'_> {
             Plan::SmallDelta | Plan::Matrix(..) => self.store_delta(plan, writer, sink, &mut record, &mut row, stage)?,
         }
         stage("write");
-        row.kind = record.kind.label();
+        row.kind = if record.kind.is_matrix() { self.options.method.name() } else { record.kind.label() };
+        row.matrix = record.kind.is_matrix();
         row.bytes = writer.data_bytes() - before;
         row.seconds = clock.seconds();
         Ok((record, row))
@@ -259,28 +262,39 @@ impl TensorJob<'_> {
 
     #[allow(clippy::too_many_arguments)]
     fn store_matrix(&self, delta: &[f32], m: usize, n: usize, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<()> {
+        // 1. Encode with the chosen method within the matrix's budget.
         let budget_bits = self.budget.matrix_budget_bits(m, n);
-        let compressed = compress_matrix(self.name, delta, m, n, self.widths, budget_bits, stage)?;
-        stage("measure");
-        let packed = &compressed.packed;
-        row.rel_error = Some(relative_error(self.name, packed, delta)?);
-        row.kept_rank = Some(packed.widths.len());
-        for &w in &packed.widths {
-            *row.width_counts.entry(w).or_default() += 1;
-        }
-        row.budget_bytes = Some(budget_bits / 8);
-        row.spectrum = compressed.spectrum.clone();
-        row.allocation = compressed.allocation.clone();
+        let name = self.name;
+        let encoded = match self.options.method {
+            Method::Adamix => adamix::compress_matrix(name, delta, m, n, &self.options.widths, budget_bits, stage)?,
+            Method::DeltaCome => delta_come::compress_matrix(name, delta, m, n, budget_bits, stage)?,
+            Method::LowRank => low_rank::compress_matrix(name, delta, m, n, budget_bits, stage)?,
+            Method::Bitdelta => bitdelta::compress_matrix(delta, m, n, budget_bits),
+        };
 
-        let (k, groups) = (packed.widths.len(), packed.groups_per_triplet());
-        let f16_bytes = |values: &[f16]| values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-        writer.add(sink, &format!("{}/codes", self.name), Dtype::U8, &[packed.codes.len()], &packed.codes)?;
-        writer.add(sink, &format!("{}/scales", self.name), Dtype::F16, &[k, groups], &f16_bytes(&packed.scales))?;
-        writer.add(sink, &format!("{}/mins", self.name), Dtype::F16, &[k, groups], &f16_bytes(&packed.mins))?;
-        let sigma_bytes: Vec<u8> = packed.sigma.iter().flat_map(|s| s.to_le_bytes()).collect();
-        writer.add(sink, &format!("{}/sigma", self.name), Dtype::F32, &[k], &sigma_bytes)?;
-        record.kind = Kind::Adamix;
-        record.allocation = Some(encode_allocation(&compressed.allocation));
+        // 2. Measure from the stored values, exactly as apply will rebuild them.
+        stage("measure");
+        let reconstruction = encoded.decode().map_err(|message| Error::Numerical { tensor: name.into(), message })?;
+        let delta_norm_squared = row.delta_norm_squared.unwrap_or(0.0);
+        row.rel_error = Some((squared_error(reconstruction.as_ref(), delta) / delta_norm_squared.max(f64::MIN_POSITIVE)).sqrt());
+        row.kept_rank = encoded.kept_rank();
+        row.width_counts = encoded.width_counts();
+        row.budget_bytes = Some(budget_bits / 8);
+        (row.spectrum, row.allocation) = encoded.spectrum_and_allocation();
+        row.code_bits = encoded.code_bits();
+
+        // 3. Write the stored parts and the record.
+        for (suffix, dtype, shape, bytes) in encoded.parts() {
+            writer.add(sink, &format!("{name}/{suffix}"), dtype, &shape, &bytes)?;
+        }
+        record.kind = match &encoded {
+            EncodedMatrix::Quantized { allocation, .. } => {
+                record.allocation = Some(encode_allocation(allocation));
+                Kind::Quantized
+            }
+            EncodedMatrix::LowRank { .. } => Kind::LowRank,
+            EncodedMatrix::BitDelta(_) => Kind::Bitdelta,
+        };
         Ok(())
     }
 
@@ -316,7 +330,7 @@ fn build_metadata(finetuned: &Checkpoint, options: &CompressOptions, records: &[
     let mut metadata = BTreeMap::new();
     metadata.insert("adamix.format".into(), FORMAT_NAME.into());
     metadata.insert("adamix.format_version".into(), FORMAT_VERSION.into());
-    metadata.insert("adamix.method".into(), "adamix".into());
+    metadata.insert("adamix.method".into(), options.method.name().into());
     metadata.insert("adamix.ratio".into(), format!("{}", options.ratio));
     metadata.insert("adamix.base_fingerprint".into(), hex64(xxh3_64(&hashes)));
     metadata.insert("adamix.finetuned_metadata".into(), serde_json::to_string(finetuned.metadata()).expect("strings serialize"));
@@ -326,10 +340,10 @@ fn build_metadata(finetuned: &Checkpoint, options: &CompressOptions, records: &[
 
 #[allow(clippy::too_many_arguments)]
 fn summarize(budget: &BudgetPlan, rows: &[TensorRow], header_bytes: u64, data_bytes: u64, options: &CompressOptions, pairing: PairingReport, finetuned: &Checkpoint, seconds: f64) -> Summary {
-    let matrix_rows = rows.iter().filter(|r| r.kind == "adamix");
+    let matrix_rows = rows.iter().filter(|r| r.matrix);
     let matrix_bytes: u64 = matrix_rows.clone().map(|r| r.bytes).sum();
     let matrix_params: u64 = matrix_rows.clone().map(|r| (r.shape[0] * r.shape[1]) as u64).sum();
-    let code_bits: u64 = matrix_rows.map(|r| r.width_counts.iter().map(|(&w, &c)| w as u64 * c as u64 * (r.shape[0] + r.shape[1]) as u64).sum::<u64>()).sum();
+    let code_bits: u64 = matrix_rows.map(|r| r.code_bits).sum();
     let compressed_bytes = header_bytes + data_bytes;
     let fixed_bytes = data_bytes - matrix_bytes;
     let budget_note = format!(
@@ -337,6 +351,7 @@ fn summarize(budget: &BudgetPlan, rows: &[TensorRow], header_bytes: u64, data_by
         budget.target_bytes, options.ratio, budget.f16_delta_bytes, fixed_bytes, header_bytes,
         budget.fixed_bytes, budget.header_reserve_bytes, budget.matrix_bits / 8, matrix_bytes);
     Summary {
+        method: options.method.name(),
         compressed_bytes,
         f16_delta_bytes: budget.f16_delta_bytes,
         ratio_target: options.ratio,

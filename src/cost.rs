@@ -32,6 +32,12 @@ pub fn build_cost_table(triplets: &Triplets, widths: &[u8]) -> CostTable {
     }
 }
 
+/// The first `rank` rows of `table`.
+pub fn truncate(table: &CostTable, rank: usize) -> CostTable {
+    let rank = rank.min(table.error.len() / table.widths.len().max(1));
+    CostTable { widths: table.widths.clone(), cost_bits: table.cost_bits.clone(), error: table.error[..rank * table.widths.len()].to_vec() }
+}
+
 /// Maps `f` over `0..count`, on all cores natively.
 fn map_triplets<T: Send>(count: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
     #[cfg(not(target_arch = "wasm32"))]

@@ -1,12 +1,12 @@
 //! adamix: compression of fine-tuned model deltas with ADAMIX.
 #![deny(missing_docs)]
 
-pub mod adamix;
 pub mod allocate;
 pub mod budget;
 pub mod checkpoint;
 pub mod cost;
 pub mod error;
+pub mod methods;
 pub mod packed;
 pub mod quant;
 pub mod svd;

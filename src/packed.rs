@@ -133,20 +133,6 @@ impl Factors {
         }
         out
     }
-
-    /// `‖Δ − Δ̂‖²` against a row-major delta `[m, n]`, computed in blocks of rows.
-    pub fn squared_error(&self, delta: &[f32]) -> f64 {
-        let (m, n) = (self.u.nrows(), self.v.nrows());
-        let block = rows_per_block(n);
-        let mut total = 0.0f64;
-        for start in (0..m).step_by(block) {
-            let count = block.min(m - start);
-            let reconstruction = self.reconstruct_rows(start, count);
-            let original = &delta[start * n..(start + count) * n];
-            total += original.iter().zip(&reconstruction).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
-        }
-        total
-    }
 }
 
 /// Rows per block so that one block of a reconstruction stays near 16 MiB.

@@ -14,7 +14,7 @@ use crate::pair::PairingReport;
 pub struct TensorRow {
     /// Tensor name.
     pub name: String,
-    /// How it was stored: `adamix`, `f16 delta`, `whole` or `unchanged`.
+    /// How it was stored: the method's name for a compressed matrix, else `f16 delta`, `whole` or `unchanged`.
     pub kind: &'static str,
     /// Shape of the fine-tune's tensor.
     pub shape: Vec<usize>,
@@ -30,6 +30,10 @@ pub struct TensorRow {
     pub rel_error: Option<f64>,
     /// `‖ΔW‖²`, to combine errors across tensors.
     pub delta_norm_squared: Option<f64>,
+    /// Whether this is a compressed 2-D delta.
+    pub matrix: bool,
+    /// Code bits stored for a compressed matrix.
+    pub code_bits: u64,
     /// Bytes stored in the file body for this tensor.
     pub bytes: u64,
     /// The matrix's budget in bytes, for compressed matrices.
@@ -45,6 +49,8 @@ pub struct TensorRow {
 /// Totals of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The method for 2-D deltas.
+    pub method: &'static str,
     /// Size of the whole compressed file in bytes.
     pub compressed_bytes: u64,
     /// f16 size of the fine-tune's float tensors in bytes: the size the ratio applies to.
@@ -76,7 +82,7 @@ pub struct Summary {
 /// Combines per-tensor errors into the total relative error over compressed matrices.
 pub fn total_relative_error(rows: &[TensorRow]) -> f64 {
     let (mut error, mut norm) = (0.0f64, 0.0f64);
-    for row in rows.iter().filter(|r| r.kind == "adamix") {
+    for row in rows.iter().filter(|r| r.matrix) {
         if let (Some(rel), Some(n2)) = (row.rel_error, row.delta_norm_squared) {
             error += rel * rel * n2;
             norm += n2;

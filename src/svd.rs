@@ -19,6 +19,13 @@ pub const POWER_ITERATIONS: usize = 2;
 /// Above this share of `min(m, n)` the full thin SVD is used instead of the randomized one.
 const FULL_SVD_SHARE: f64 = 0.6;
 
+/// Matrices whose smaller side is at most this get the full thin SVD whatever the rank.
+///
+/// A full SVD of such a matrix takes about a second or less, and it makes
+/// the leading triplets independent of how many are requested, so results at
+/// two budgets share the same factors.
+pub const FULL_SVD_MAX_SIDE: usize = 1024;
+
 /// The leading singular triplets `ΔW ≈ U diag(sigma) Vᵀ`.
 pub struct Triplets {
     /// Singular values, descending.
@@ -42,7 +49,7 @@ pub enum SvdMethod {
 pub fn choose_method(m: usize, n: usize, k: usize) -> SvdMethod {
     let small_side = m.min(n);
     let columns = (k + k / 2 + 10).min(small_side);
-    if small_side <= 256 || columns as f64 >= FULL_SVD_SHARE * small_side as f64 {
+    if small_side <= FULL_SVD_MAX_SIDE || columns as f64 >= FULL_SVD_SHARE * small_side as f64 {
         SvdMethod::Full
     } else {
         SvdMethod::Randomized(columns)
@@ -135,6 +142,7 @@ mod tests {
     #[test]
     fn method_choice_follows_share() {
         assert_eq!(choose_method(384, 384, 148), SvdMethod::Full);
+        assert_eq!(choose_method(30522, 384, 10), SvdMethod::Full);
         assert_eq!(choose_method(4096, 4096, 1000), SvdMethod::Randomized(1510));
         assert_eq!(choose_method(4096, 4096, 3000), SvdMethod::Full);
     }

@@ -1,5 +1,6 @@
 //! Command-line parsing and the four commands.
 
+mod compare;
 mod output;
 mod progress;
 
@@ -13,6 +14,7 @@ use adamix::checkpoint::{read_header, ByteSource, Checkpoint};
 use adamix::compress::{compress, CompressOptions, Event};
 use adamix::container::DeltaFile;
 use adamix::error::{Error, Result};
+use adamix::methods::Method;
 
 use output::AtomicOutput;
 use progress::ProgressLine;
@@ -37,6 +39,9 @@ enum Command {
         /// Target size as a fraction of the f16 size of the fine-tune's float tensors, e.g. 1/16 or 0.0625.
         #[arg(long, default_value = "1/16", value_parser = parse_ratio)]
         ratio: f64,
+        /// Method for 2-D deltas: adamix, delta-come, low-rank or bitdelta.
+        #[arg(long, default_value = "adamix", value_parser = parse_method)]
+        method: Method,
         /// Store tensors whose shape differs from the base's whole instead of failing.
         #[arg(long)]
         store_mismatched: bool,
@@ -46,6 +51,24 @@ enum Command {
         /// Output file for the compressed delta.
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Compress with every method under the same budget and print a table of sizes and errors.
+    Compare {
+        /// Base checkpoint, in the same forms as for compress.
+        #[arg(long, required = true, num_args = 1..)]
+        base: Vec<PathBuf>,
+        /// Fine-tuned checkpoint.
+        #[arg(long, required = true, num_args = 1..)]
+        finetuned: Vec<PathBuf>,
+        /// Target size as a fraction of the f16 size of the fine-tune's float tensors.
+        #[arg(long, default_value = "1/16", value_parser = parse_ratio)]
+        ratio: f64,
+        /// Folder to write one compressed delta per method into (METHOD.safetensors); none by default.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+        /// Write the comparison as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Apply a compressed delta onto its base and write the reconstructed fine-tune.
     Apply {
@@ -84,6 +107,10 @@ enum Command {
     },
 }
 
+fn parse_method(text: &str) -> std::result::Result<Method, String> {
+    Method::parse(text).ok_or_else(|| format!("unknown method '{text}'; use one of adamix, delta-come, low-rank, bitdelta"))
+}
+
 /// Parses `1/16` or `0.0625`.
 fn parse_ratio(text: &str) -> std::result::Result<f64, String> {
     let value = match text.split_once('/') {
@@ -111,9 +138,10 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Compress { base, finetuned, ratio, store_mismatched, report, output } => {
-            run_compress(&base, &finetuned, CompressOptions { ratio, store_mismatched, ..Default::default() }, report.as_deref(), &output)
+        Command::Compress { base, finetuned, ratio, method, store_mismatched, report, output } => {
+            run_compress(&base, &finetuned, CompressOptions { ratio, method, store_mismatched, ..Default::default() }, report.as_deref(), &output)
         }
+        Command::Compare { base, finetuned, ratio, output_dir, report } => compare::run_compare(&base, &finetuned, ratio, output_dir.as_deref(), report.as_deref()),
         Command::Apply { base, delta, output } => run_apply(&base, &delta, &output),
         Command::Verify { base, finetuned, delta, json } => run_verify(&base, &finetuned, &delta, json),
         Command::Inspect { file, json } => run_inspect(&file, json),
@@ -121,7 +149,7 @@ fn run(command: Command) -> Result<()> {
 }
 
 /// Opens a checkpoint from files and folders; a folder contributes its .safetensors files and index.
-fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
+pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
     let mut sources: Vec<Box<dyn ByteSource>> = Vec::new();
     for path in paths {
         if path.is_dir() {

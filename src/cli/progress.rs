@@ -50,7 +50,7 @@ impl ProgressLine {
 
     /// Prints one finished tensor.
     pub fn tensor(&mut self, row: &TensorRow) {
-        if row.kind == "adamix" {
+        if row.matrix {
             let widths: Vec<String> = row.width_counts.iter().map(|(w, c)| format!("{w}b×{c}")).collect();
             eprintln!("{}{:<50} rank {:>5} [{}] error {:.4} {} bytes", clear_line(), row.name, row.kept_rank.unwrap_or(0), widths.join(" "), row.rel_error.unwrap_or(0.0), row.bytes);
         }
@@ -84,7 +84,7 @@ pub fn print_delta_summary(delta: &DeltaFile) {
     println!("compressed delta: method {}, ratio {}, base fingerprint {}", delta.method, delta.ratio, delta.base_fingerprint);
     for record in &delta.records {
         let detail = match record.kind {
-            Kind::Adamix => format!("allocation {}", record.allocation.as_deref().unwrap_or("")),
+            Kind::Quantized => format!("allocation {}", record.allocation.as_deref().unwrap_or("")),
             _ => String::new(),
         };
         println!("  {:<55} {:<10} {:<5} {:?} {} bytes {detail}", record.name, record.kind.label(), record.dtype, record.shape, delta.stored_bytes(&record.name));

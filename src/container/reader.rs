@@ -6,6 +6,8 @@ use super::records::{decode_allocation, Kind, TensorRecord};
 use super::{FORMAT_NAME, FORMAT_VERSION};
 use crate::checkpoint::{read_header, ByteSource, Dtype, Header, TensorEntry};
 use crate::error::{Error, Result};
+use crate::methods::bitdelta::SignMatrix;
+use crate::methods::EncodedMatrix;
 use crate::packed::PackedMatrix;
 
 /// An opened compressed delta.
@@ -63,7 +65,9 @@ impl DeltaFile {
                 return Err(self.invalid(&record.name, format!("unknown dtype '{}'", record.dtype)));
             }
             let stored: &[(&str, Dtype)] = match record.kind {
-                Kind::Adamix => &[("codes", Dtype::U8), ("scales", Dtype::F16), ("mins", Dtype::F16), ("sigma", Dtype::F32)],
+                Kind::Quantized => &[("codes", Dtype::U8), ("scales", Dtype::F16), ("mins", Dtype::F16), ("sigma", Dtype::F32)],
+                Kind::LowRank => &[("u", Dtype::F16), ("v", Dtype::F16), ("sigma", Dtype::F32)],
+                Kind::Bitdelta => &[("signs", Dtype::U8), ("scale", Dtype::F32)],
                 Kind::F16Delta => &[("delta", Dtype::F16)],
                 Kind::Whole => &[],
                 Kind::Unchanged => &[],
@@ -74,10 +78,13 @@ impl DeltaFile {
                     return Err(self.invalid(&record.name, format!("{suffix} has dtype {} where {} is expected", entry.dtype.name(), dtype.name())));
                 }
             }
-            if record.kind == Kind::Adamix && record.shape.len() != 2 {
+            if record.kind == Kind::Whole && self.stored_entry(&record.name, "whole")?.dtype.name() != record.dtype {
+                return Err(self.invalid(&record.name, "the stored tensor's dtype differs from the record's".into()));
+            }
+            if record.kind.is_matrix() && record.shape.len() != 2 {
                 return Err(self.invalid(&record.name, format!("shape {:?} is not 2-D", record.shape)));
             }
-            if matches!(record.kind, Kind::Adamix | Kind::F16Delta | Kind::Unchanged) && record.base_xxh3.is_none() {
+            if record.kind != Kind::Whole && record.base_xxh3.is_none() {
                 return Err(self.invalid(&record.name, "the base hash is missing".into()));
             }
         }
@@ -121,7 +128,36 @@ impl DeltaFile {
         self.source.read_at(entry.begin_byte, entry.byte_len() as usize)
     }
 
-    /// Reads the packed matrix of an `adamix` record.
+    /// Reads the stored form of a 2-D record.
+    pub fn read_matrix(&self, record: &TensorRecord) -> Result<EncodedMatrix> {
+        let f16s = |bytes: Vec<u8>| bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect::<Vec<_>>();
+        let f32s = |bytes: Vec<u8>| bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<_>>();
+        let (rows, cols) = (record.shape[0], record.shape[1]);
+        let matrix = match record.kind {
+            Kind::Quantized => EncodedMatrix::Quantized { packed: self.read_packed(record)?, allocation: Vec::new(), spectrum: Vec::new() },
+            Kind::LowRank => EncodedMatrix::LowRank {
+                rows, cols,
+                u: f16s(self.read_stored(&record.name, "u")?),
+                v: f16s(self.read_stored(&record.name, "v")?),
+                sigma: f32s(self.read_stored(&record.name, "sigma")?),
+                spectrum: Vec::new(),
+            },
+            Kind::Bitdelta => {
+                let kept_rows = match self.stored_entry(&record.name, "rows") {
+                    Ok(_) => self.read_stored(&record.name, "rows")?.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                    Err(_) => (0..rows as u32).collect(),
+                };
+                let scale = f32s(self.read_stored(&record.name, "scale")?).first().copied().unwrap_or(0.0);
+                let signs = SignMatrix { rows, cols, kept_rows, signs: self.read_stored(&record.name, "signs")?, scale };
+                signs.check().map_err(|message| self.invalid(&record.name, message))?;
+                EncodedMatrix::BitDelta(signs)
+            }
+            _ => return Err(self.invalid(&record.name, "the record is not a 2-D delta".into())),
+        };
+        Ok(matrix)
+    }
+
+    /// Reads the packed matrix of a `quantized` record.
     pub fn read_packed(&self, record: &TensorRecord) -> Result<PackedMatrix> {
         let allocation = record.allocation.as_deref().and_then(decode_allocation)
             .ok_or_else(|| self.invalid(&record.name, "the allocation is missing or malformed".into()))?;

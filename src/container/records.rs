@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// A 2-D delta compressed by the method.
-    Adamix,
+    /// A 2-D delta as quantized singular triplets (ADAMIX, Delta-CoMe).
+    Quantized,
+    /// A 2-D delta as f16 singular triplets (low-rank baseline).
+    LowRank,
+    /// A 2-D delta as sign bits and a scale (BitDelta baseline).
+    Bitdelta,
     /// A small delta stored as f16.
     F16Delta,
     /// The fine-tune's tensor stored as is.
@@ -17,10 +21,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether this kind stores a compressed 2-D delta.
+    pub fn is_matrix(self) -> bool {
+        matches!(self, Kind::Quantized | Kind::LowRank | Kind::Bitdelta)
+    }
+
     /// The name shown to users.
     pub fn label(self) -> &'static str {
         match self {
-            Kind::Adamix => "adamix",
+            Kind::Quantized => "quantized",
+            Kind::LowRank => "low-rank",
+            Kind::Bitdelta => "bitdelta",
             Kind::F16Delta => "f16 delta",
             Kind::Whole => "whole",
             Kind::Unchanged => "unchanged",
@@ -42,7 +53,7 @@ pub struct TensorRecord {
     /// XXH3-64 of the base tensor's bytes, as 16 hex digits, for kinds that read the base.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_xxh3: Option<String>,
-    /// Run-length encoded widths of the candidate triplets, for kind `adamix`.
+    /// Run-length encoded widths of the candidate triplets, for kind `quantized`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<String>,
 }

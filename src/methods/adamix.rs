@@ -1,5 +1,5 @@
-//! Stages 4 to 8 for one matrix: SVD, cost table, allocation, quantization of
-//! V, reconstruction target correction, quantization of U with error feedback.
+//! ADAMIX for one matrix: SVD, cost table, allocation, quantization of V,
+//! reconstruction target correction, quantization of U with error feedback.
 //!
 //! Data-free form: the input covariance is the identity, so the error of a
 //! triplet is measured in the Frobenius norm of the delta.
@@ -7,7 +7,8 @@
 use faer::linalg::solvers::{DenseSolveCore, Solve};
 use faer::{Mat, MatRef, Side};
 
-use crate::allocate::{allocate, Allocation};
+use super::EncodedMatrix;
+use crate::allocate::{allocate, Allocation, CostTable};
 use crate::cost::build_cost_table;
 use crate::error::{Error, Result};
 use crate::packed::PackedMatrix;
@@ -23,18 +24,8 @@ const RIDGE_RELATIVE: f32 = 1e-6;
 /// Progress stages of one matrix, reported to the caller.
 pub type StageCallback<'a> = &'a mut dyn FnMut(&str);
 
-/// What one compressed matrix is made of, with the decisions that led there.
-pub struct CompressedMatrix {
-    /// The stored form.
-    pub packed: PackedMatrix,
-    /// Width chosen for each of the leading triplets that were candidates (0 = dropped).
-    pub allocation: Vec<u8>,
-    /// Singular values of the candidate triplets.
-    pub spectrum: Vec<f32>,
-}
-
 /// Compresses one `[m, n]` delta (row-major) with ADAMIX within `budget_bits`.
-pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, stage: StageCallback) -> Result<CompressedMatrix> {
+pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, stage: StageCallback) -> Result<EncodedMatrix> {
     let delta_ref = MatRef::from_row_major_slice(delta, m, n);
     let r_max = crate::budget::max_rank(m, n, widths, budget_bits);
 
@@ -43,6 +34,18 @@ pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: 
 
     stage("cost table");
     let table = build_cost_table(&triplets, widths);
+
+    encode_with_table(tensor, delta_ref, &triplets, &table, budget_bits, stage)
+}
+
+/// Allocates widths from a cost table and quantizes; `triplets` and `table` may cover more triplets than fit.
+///
+/// This is the part that a new budget repeats; the SVD and the cost table
+/// can be reused from an earlier run at a larger budget.
+pub fn encode_with_table(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, table: &CostTable, budget_bits: u64, stage: StageCallback) -> Result<EncodedMatrix> {
+    let (m, n) = (delta.nrows(), delta.ncols());
+    let r_max = crate::budget::max_rank(m, n, &table.widths, budget_bits).min(triplets.sigma.len());
+    let table = crate::cost::truncate(table, r_max);
 
     stage("allocate");
     let Allocation { width_of, .. } = allocate(&table, budget_bits, None)
@@ -53,13 +56,13 @@ pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: 
     let kept_widths: Vec<u8> = kept.iter().map(|&i| width_of[i]).collect();
     let sigma: Vec<f32> = kept.iter().map(|&i| triplets.sigma[i]).collect();
     let (v_parts, v_hat) = quantize_columns(&triplets.v, &kept, &kept_widths);
-    let u_star = correct_left_factor(tensor, delta_ref, &v_hat, &sigma)?;
+    let u_star = correct_left_factor(tensor, delta, &v_hat, &sigma)?;
     let u_parts = quantize_with_feedback(tensor, u_star, &v_hat, &sigma, &kept_widths)?;
 
-    Ok(CompressedMatrix {
+    Ok(EncodedMatrix::Quantized {
         packed: PackedMatrix::pack(m, n, sigma, &u_parts, &v_parts),
         allocation: width_of,
-        spectrum: triplets.sigma,
+        spectrum: triplets.sigma[..r_max].to_vec(),
     })
 }
 
@@ -157,19 +160,4 @@ pub fn quantize_with_feedback(tensor: &str, mut u_star: Mat<f32>, v_hat: &Mat<f3
         }
     }
     Ok(parts)
-}
-
-/// Relative Frobenius error `‖ΔW − Δ̂‖ / ‖ΔW‖` of a packed matrix against its delta.
-pub fn relative_error(tensor: &str, packed: &PackedMatrix, delta: &[f32]) -> Result<f64> {
-    let factors = packed.unpack().map_err(|message| Error::Numerical { tensor: tensor.into(), message })?;
-    let norm_squared: f64 = delta.iter().map(|&x| (x as f64) * (x as f64)).sum();
-    if norm_squared == 0.0 {
-        return Ok(0.0);
-    }
-    Ok((factors.squared_error(delta) / norm_squared).sqrt())
-}
-
-/// Leading triplets of `delta` as used by the baselines, exposed for reuse.
-pub fn leading_triplets(tensor: &str, delta: &[f32], m: usize, n: usize, k: usize) -> Result<Triplets> {
-    top_triplets(MatRef::from_row_major_slice(delta, m, n), k, tensor)
 }

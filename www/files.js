@@ -1,0 +1,103 @@
+// Choosing checkpoint files: dropped files and folders, and the demo pair.
+
+// A checkpoint is its .safetensors files plus, when sharded, an index such as
+// model.safetensors.index.json. Other files of a model folder (config.json,
+// tokenizer files) are not part of it.
+export function isCheckpointFile(name) {
+  return name.endsWith('.safetensors') || name.endsWith('.safetensors.index.json');
+}
+
+// Splits files into the checkpoint files and the names of the others.
+export function selectCheckpointFiles(files) {
+  const checkpointFiles = files.filter((file) => isCheckpointFile(file.name));
+  const ignoredNames = files.filter((file) => !isCheckpointFile(file.name)).map((file) => file.name);
+  return { checkpointFiles, ignoredNames };
+}
+
+// Collects the files of a drop event, walking dropped folders recursively.
+// Returns {files, folderName}, where folderName is the name of the one
+// dropped folder, or null. The DataTransfer items are only readable during
+// the event, so they are captured before the first await.
+export async function filesFromDrop(dataTransfer) {
+  const items = [...(dataTransfer.items ?? [])].filter((item) => item.kind === 'file');
+  const dropped = items.map((item) => ({
+    entry: item.webkitGetAsEntry?.() ?? null,
+    file: item.getAsFile(),
+  }));
+  if (dropped.length === 0) {
+    return { files: [...(dataTransfer.files ?? [])], folderName: null };
+  }
+
+  const files = [];
+  const folders = [];
+  for (const { entry, file } of dropped) {
+    if (entry?.isDirectory) {
+      folders.push(entry.name);
+      files.push(...(await filesInDirectory(entry)));
+    } else if (file) {
+      files.push(file);
+    }
+  }
+  const folderName = folders.length === 1 && dropped.length === 1 ? folders[0] : null;
+  return { files, folderName };
+}
+
+async function filesInDirectory(directoryEntry) {
+  const files = [];
+  for (const entry of await readAllEntries(directoryEntry)) {
+    if (entry.isDirectory) {
+      files.push(...(await filesInDirectory(entry)));
+    } else if (entry.isFile && isCheckpointFile(entry.name)) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    }
+  }
+  return files;
+}
+
+// readEntries returns a directory's entries in batches and an empty batch at
+// the end, so it is called until then.
+async function readAllEntries(directoryEntry) {
+  const reader = directoryEntry.createReader();
+  const entries = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (batch.length === 0) {
+      return entries;
+    }
+    entries.push(...batch);
+  }
+}
+
+// Downloads a file from this site and returns it as a File named `name`.
+export async function fetchAsFile(url, name, signal) {
+  let response;
+  try {
+    response = await fetch(url, { signal });
+  } catch (error) {
+    if (error.name === 'AbortError') {
+      throw error;
+    }
+    throw new Error(`Downloading the demo file ${url} failed: ${error.message}`);
+  }
+  if (!response.ok) {
+    throw new Error(
+      `The demo file ${url} could not be downloaded (HTTP ${response.status}). ` +
+      'Place the demo pair in www/demo/ with scripts/fetch-demo.sh.',
+    );
+  }
+  const blob = await response.blob();
+  return new File([blob], name, { type: 'application/octet-stream' });
+}
+
+// Returns the name of the compressed output: "<fine-tune>.adamix.safetensors",
+// where <fine-tune> is the dropped folder's name, the single file's name
+// without its extension, or the shard name without "-00001-of-00004".
+export function outputFileName(files, folderName) {
+  let stem = folderName;
+  if (!stem) {
+    const shards = files.filter((file) => file.name.endsWith('.safetensors'));
+    const first = shards.map((file) => file.name).sort()[0] ?? 'model.safetensors';
+    stem = first.replace(/\.safetensors$/, '').replace(/-\d+-of-\d+$/, '');
+  }
+  return `${stem}.adamix.safetensors`;
+}
