@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use faer::MatRef;
 use half::f16;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -15,6 +16,7 @@ use crate::clock::Stopwatch;
 use crate::container::records::{encode_allocation, hex64};
 use crate::container::{ContainerWriter, DataSink, Kind, TensorRecord, FORMAT_NAME, FORMAT_VERSION};
 use crate::error::{Error, Result};
+use crate::explore::MatrixCache;
 use crate::methods::{adamix, bitdelta, delta_come, low_rank, squared_error, EncodedMatrix, Method};
 use crate::pair::{pair, PairingReport, Plan};
 use crate::report::{total_relative_error, Summary, TensorRow};
@@ -68,18 +70,18 @@ pub struct CompressOutcome {
 }
 
 /// Byte budget of a run, decided from the headers before any tensor is read.
-struct BudgetPlan {
-    target_bytes: u64,
-    f16_delta_bytes: u64,
-    fixed_bytes: u64,
-    header_reserve_bytes: u64,
-    matrix_bits: u64,
-    matrix_elements: u64,
+pub(crate) struct BudgetPlan {
+    pub(crate) target_bytes: u64,
+    pub(crate) f16_delta_bytes: u64,
+    pub(crate) fixed_bytes: u64,
+    pub(crate) header_reserve_bytes: u64,
+    pub(crate) matrix_bits: u64,
+    pub(crate) matrix_elements: u64,
 }
 
 impl BudgetPlan {
     /// Budget of an `[m, n]` matrix: its share of the matrix bits by element count.
-    fn matrix_budget_bits(&self, m: usize, n: usize) -> u64 {
+    pub(crate) fn matrix_budget_bits(&self, m: usize, n: usize) -> u64 {
         let share = self.matrix_bits as f64 * (m * n) as f64 / self.matrix_elements as f64;
         (share as u64).saturating_sub(PADDING_BITS)
     }
@@ -87,6 +89,14 @@ impl BudgetPlan {
 
 /// Compresses the delta between `base` and `finetuned`, writing the data to `sink`.
 pub fn compress(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink) -> Result<CompressOutcome> {
+    compress_with_cache(base, finetuned, options, events, sink, None)
+}
+
+/// [`compress`], taking deltas, SVDs and cost tables from `cache` where it has them.
+///
+/// The result equals that of [`compress`]: the cache holds exactly what
+/// `compress` would compute, with at least as many triplets as it needs.
+pub fn compress_with_cache(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink, cache: Option<&MatrixCache>) -> Result<CompressOutcome> {
     let clock = Stopwatch::start();
     check_options(options)?;
 
@@ -102,7 +112,7 @@ pub fn compress(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOpt
     for (index, (name, plan)) in plans.iter().enumerate() {
         let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: plans.len() });
         stage("read");
-        let tensor = TensorJob { base, finetuned, name, budget: &budget, options };
+        let tensor = TensorJob { base, finetuned, name, budget: &budget, options, cache };
         let (record, row) = tensor.run(*plan, &mut writer, sink, &mut stage)?;
         if record.kind == Kind::Unchanged {
             pairing.unchanged.push(name.clone());
@@ -119,7 +129,7 @@ pub fn compress(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOpt
     Ok(CompressOutcome { header, summary, rows })
 }
 
-fn check_options(options: &CompressOptions) -> Result<()> {
+pub(crate) fn check_options(options: &CompressOptions) -> Result<()> {
     if !(options.ratio > 0.0 && options.ratio <= 1.0) {
         return Err(Error::InvalidOptions(format!("ratio {} is outside (0, 1]; use a value such as 1/16", options.ratio)));
     }
@@ -133,7 +143,7 @@ fn check_options(options: &CompressOptions) -> Result<()> {
 }
 
 /// Decides the byte budget: fixed costs and the header first, the matrices share the rest.
-fn plan_budget(finetuned: &Checkpoint, plans: &[(String, Plan)], options: &CompressOptions) -> Result<BudgetPlan> {
+pub(crate) fn plan_budget(finetuned: &Checkpoint, plans: &[(String, Plan)], options: &CompressOptions) -> Result<BudgetPlan> {
     let float_elements: u64 = finetuned.names().filter_map(|n| finetuned.entry(n))
         .filter(|e| e.dtype.is_float()).map(|e| e.numel() as u64).sum();
     let f16_delta_bytes = 2 * float_elements;
@@ -182,6 +192,7 @@ struct TensorJob<'a> {
     name: &'a str,
     budget: &'a BudgetPlan,
     options: &'a CompressOptions,
+    cache: Option<&'a MatrixCache>,
 }
 
 impl TensorJob<'_> {
@@ -195,7 +206,7 @@ impl TensorJob<'_> {
         let mut row = TensorRow {
             name: self.name.to_string(), kind: "", shape: entry.shape.clone(), dtype: record.dtype.clone(),
             delta_norm_ratio: None, kept_rank: None, width_counts: BTreeMap::new(), rel_error: None,
-            delta_norm_squared: None, matrix: false, code_bits: 0, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
+            delta_norm_squared: None, matrix: false, tensor_type: crate::report::tensor_type(self.name), code_bits: 0, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
         };
         let before = writer.data_bytes();
         match plan {
@@ -232,31 +243,28 @@ impl TensorJob<'_> {
     }
 
     fn store_delta(&self, plan: Plan, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<()> {
-        // 1. Read both sides, hash the base, subtract in f32.
-        let base_bytes = self.base.read_bytes(self.name)?;
-        record.base_xxh3 = Some(hex64(xxh3_64(&base_bytes)));
-        let base_entry = self.base.entry(self.name).expect("paired tensors exist in the base");
-        let base_values = checked_f32(self.base, self.name, base_entry.dtype, &base_bytes)?;
-        drop(base_bytes);
-        let mut delta = self.finetuned.read_f32(self.name)?;
-        stage("delta");
-        for (d, b) in delta.iter_mut().zip(&base_values) {
-            *d -= b;
-        }
-        let delta_norm_squared: f64 = delta.iter().map(|&x| (x as f64).powi(2)).sum();
-        let base_norm_squared: f64 = base_values.iter().map(|&x| (x as f64).powi(2)).sum();
-        drop(base_values);
-        if delta_norm_squared == 0.0 {
+        // 1. The delta: from the cache when an explorer built one, else read and subtract.
+        let cached = self.cache.and_then(|cache| cache.get(self.name));
+        let owned;
+        let delta = match cached {
+            Some(entry) => &entry.delta,
+            None => {
+                owned = read_delta(self.base, self.finetuned, self.name, stage)?;
+                &owned
+            }
+        };
+        record.base_xxh3 = Some(delta.base_xxh3.clone());
+        if delta.delta_norm_squared == 0.0 {
             record.kind = Kind::Unchanged;
             return Ok(());
         }
-        row.delta_norm_squared = Some(delta_norm_squared);
-        row.delta_norm_ratio = Some((delta_norm_squared / base_norm_squared.max(f64::MIN_POSITIVE)).sqrt());
+        row.delta_norm_squared = Some(delta.delta_norm_squared);
+        row.delta_norm_ratio = Some((delta.delta_norm_squared / delta.base_norm_squared.max(f64::MIN_POSITIVE)).sqrt());
 
-        // 2. Compress: ADAMIX for matrices, f16 for the rest.
+        // 2. Compress: the method for matrices, f16 for the rest.
         match plan {
-            Plan::Matrix(m, n) => self.store_matrix(&delta, m, n, writer, sink, record, row, stage),
-            _ => self.store_f16_delta(&delta, delta_norm_squared, writer, sink, record, row),
+            Plan::Matrix(m, n) => self.store_matrix(&delta.values, m, n, writer, sink, record, row, stage),
+            _ => self.store_f16_delta(&delta.values, delta.delta_norm_squared, writer, sink, record, row),
         }
     }
 
@@ -266,7 +274,10 @@ impl TensorJob<'_> {
         let budget_bits = self.budget.matrix_budget_bits(m, n);
         let name = self.name;
         let encoded = match self.options.method {
-            Method::Adamix => adamix::compress_matrix(name, delta, m, n, &self.options.widths, budget_bits, stage)?,
+            Method::Adamix => match self.cache.and_then(|cache| cache.get(name)) {
+                Some(entry) => adamix::encode_with_table(name, MatRef::from_row_major_slice(delta, m, n), &entry.triplets, &entry.table, budget_bits, stage)?,
+                None => adamix::compress_matrix(name, delta, m, n, &self.options.widths, budget_bits, stage)?,
+            },
             Method::DeltaCome => delta_come::compress_matrix(name, delta, m, n, budget_bits, stage)?,
             Method::LowRank => low_rank::compress_matrix(name, delta, m, n, budget_bits, stage)?,
             Method::Bitdelta => bitdelta::compress_matrix(delta, m, n, budget_bits),
@@ -307,6 +318,35 @@ impl TensorJob<'_> {
         record.kind = Kind::F16Delta;
         Ok(())
     }
+}
+
+/// A float delta `W_ft − W_base` in f32, with what the report and the container need.
+pub struct DeltaValues {
+    /// Row-major values.
+    pub values: Vec<f32>,
+    /// XXH3-64 of the base tensor's bytes, as 16 hex digits.
+    pub base_xxh3: String,
+    /// `‖ΔW‖²`.
+    pub delta_norm_squared: f64,
+    /// `‖W_base‖²`.
+    pub base_norm_squared: f64,
+}
+
+/// Reads both sides of tensor `name`, hashes the base and subtracts in f32.
+pub fn read_delta(base: &Checkpoint, finetuned: &Checkpoint, name: &str, stage: &mut dyn FnMut(&str)) -> Result<DeltaValues> {
+    let base_bytes = base.read_bytes(name)?;
+    let base_xxh3 = hex64(xxh3_64(&base_bytes));
+    let base_entry = base.entry(name).expect("paired tensors exist in the base");
+    let base_values = checked_f32(base, name, base_entry.dtype, &base_bytes)?;
+    drop(base_bytes);
+    let mut values = finetuned.read_f32(name)?;
+    stage("delta");
+    for (d, b) in values.iter_mut().zip(&base_values) {
+        *d -= b;
+    }
+    let delta_norm_squared = values.iter().map(|&x| (x as f64).powi(2)).sum();
+    let base_norm_squared = base_values.iter().map(|&x| (x as f64).powi(2)).sum();
+    Ok(DeltaValues { values, base_xxh3, delta_norm_squared, base_norm_squared })
 }
 
 /// Converts float bytes to f32 and rejects non-finite values, naming the file and tensor.

@@ -32,6 +32,8 @@ pub struct TensorRow {
     pub delta_norm_squared: Option<f64>,
     /// Whether this is a compressed 2-D delta.
     pub matrix: bool,
+    /// `attention`, `mlp`, `embedding` or `other`, from the tensor name.
+    pub tensor_type: &'static str,
     /// Code bits stored for a compressed matrix.
     pub code_bits: u64,
     /// Bytes stored in the file body for this tensor.
@@ -77,6 +79,25 @@ pub struct Summary {
     pub pairing: PairingReport,
     /// Notices about the input, such as ignored files.
     pub notices: Vec<String>,
+}
+
+/// Classifies a tensor by its name as `attention`, `mlp`, `embedding` or `other`.
+///
+/// The patterns cover BERT, GPT-2, Llama and Mistral style names.
+pub fn tensor_type(name: &str) -> &'static str {
+    const ATTENTION: [&str; 9] = ["attention", "attn", "q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value"];
+    const MLP: [&str; 8] = ["mlp", "intermediate", "output.dense", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"];
+    const EMBEDDING: [&str; 5] = ["embed", "lm_head", "wte", "wpe", "tok_embeddings"];
+    let lower = name.to_ascii_lowercase();
+    if EMBEDDING.iter().any(|p| lower.contains(p)) {
+        "embedding"
+    } else if ATTENTION.iter().any(|p| lower.contains(p)) {
+        "attention"
+    } else if MLP.iter().any(|p| lower.contains(p)) {
+        "mlp"
+    } else {
+        "other"
+    }
 }
 
 /// Combines per-tensor errors into the total relative error over compressed matrices.

@@ -12,9 +12,11 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Blob, File, FileReaderSync};
 
 use crate::checkpoint::{read_header, ByteSource, Checkpoint};
-use crate::compress::{compress, CompressOptions, Event};
-use crate::container::DataSink;
+use crate::compress::{compress, CompressOptions, CompressOutcome, Event};
+use crate::container::{DataSink, DeltaFile};
 use crate::error::{Error, Result};
+use crate::explore::Explorer as CoreExplorer;
+use crate::methods::Method;
 
 /// Installs the panic hook so that a panic shows its message in the console.
 #[wasm_bindgen(start)]
@@ -105,31 +107,124 @@ fn emit(on_event: &Function, kind: &str, fields: &[(&str, JsValue)]) {
     }
 }
 
-/// Compresses the delta between two checkpoints given as arrays of `File`.
-///
-/// `options` is `{ratio: number, store_mismatched?: boolean}`. Returns
-/// `{header: Uint8Array, summary, rows}`; the file is `header` followed by
-/// every chunk sent through `on_event`.
-#[wasm_bindgen]
-pub fn compress_files(base_files: Array, finetuned_files: Array, options: JsValue, on_event: Function) -> std::result::Result<JsValue, JsValue> {
-    let ratio = Reflect::get(&options, &"ratio".into()).ok().and_then(|v| v.as_f64()).unwrap_or(1.0 / 16.0);
-    let store_mismatched = Reflect::get(&options, &"store_mismatched".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
-    let options = CompressOptions { ratio, store_mismatched, ..Default::default() };
-
-    let base = open_checkpoint(&base_files).map_err(to_js_error)?;
-    let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
-    let mut sink = ChunkSink { on_event: &on_event };
-    let outcome = compress(&base, &finetuned, &options, &mut |event| match event {
-        Event::Plan(pairing, tensors) => emit(&on_event, "plan", &[("pairing", to_js(pairing)), ("tensors", (tensors as f64).into())]),
-        Event::Progress { tensor, stage, index, total } => emit(&on_event, "progress", &[
+/// Forwards core events to the page's handler as plain objects.
+fn forward(on_event: &Function) -> impl FnMut(Event) + '_ {
+    move |event| match event {
+        Event::Plan(pairing, tensors) => emit(on_event, "plan", &[("pairing", to_js(pairing)), ("tensors", (tensors as f64).into())]),
+        Event::Progress { tensor, stage, index, total } => emit(on_event, "progress", &[
             ("tensor", tensor.into()), ("stage", stage.into()), ("index", (index as f64).into()), ("total", (total as f64).into())]),
-        Event::Tensor(row) => emit(&on_event, "tensor", &[("row", to_js(row))]),
-    }, &mut sink).map_err(to_js_error)?;
+        Event::Tensor(row) => emit(on_event, "tensor", &[("row", to_js(row))]),
+    }
+}
 
+/// `{header, summary, rows}` as a JS object.
+fn outcome_to_js(outcome: &CompressOutcome) -> JsValue {
     let result = Object::new();
     set(&result, "header", &Uint8Array::from(outcome.header.as_slice()).into());
     set(&result, "summary", &to_js(&outcome.summary));
     set(&result, "rows", &to_js(&outcome.rows));
+    result.into()
+}
+
+/// Reads `{ratio, method?, store_mismatched?}`.
+fn parse_options(options: &JsValue) -> Result<CompressOptions> {
+    let get = |key: &str| Reflect::get(options, &key.into()).ok();
+    let ratio = get("ratio").and_then(|v| v.as_f64()).unwrap_or(1.0 / 16.0);
+    let store_mismatched = get("store_mismatched").and_then(|v| v.as_bool()).unwrap_or(false);
+    let method = match get("method").and_then(|v| v.as_string()) {
+        Some(name) => Method::parse(&name).ok_or_else(|| Error::InvalidOptions(format!("unknown method '{name}'; use adamix, delta-come, low-rank or bitdelta")))?,
+        None => Method::Adamix,
+    };
+    Ok(CompressOptions { ratio, store_mismatched, method, ..Default::default() })
+}
+
+/// Compresses the delta between two checkpoints given as arrays of `File`.
+///
+/// `options` is `{ratio, method?, store_mismatched?}`. Returns
+/// `{header: Uint8Array, summary, rows}`; the file is `header` followed by
+/// every chunk sent through `on_event`.
+#[wasm_bindgen]
+pub fn compress_files(base_files: Array, finetuned_files: Array, options: JsValue, on_event: Function) -> std::result::Result<JsValue, JsValue> {
+    let options = parse_options(&options).map_err(to_js_error)?;
+    let base = open_checkpoint(&base_files).map_err(to_js_error)?;
+    let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
+    let mut sink = ChunkSink { on_event: &on_event };
+    let outcome = compress(&base, &finetuned, &options, &mut forward(&on_event), &mut sink).map_err(to_js_error)?;
+    Ok(outcome_to_js(&outcome))
+}
+
+/// Discards data, for solves whose file is not wanted.
+struct DiscardSink;
+
+impl DataSink for DiscardSink {
+    fn write(&mut self, _bytes: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The budget explorer: analyses the pair once, then re-solves at any reachable ratio.
+#[wasm_bindgen]
+pub struct Explorer {
+    inner: CoreExplorer,
+}
+
+#[wasm_bindgen]
+impl Explorer {
+    /// Reads both checkpoints and computes every matrix's delta, SVD and cost table.
+    #[wasm_bindgen(constructor)]
+    pub fn new(base_files: Array, finetuned_files: Array, on_event: Function) -> std::result::Result<Explorer, JsValue> {
+        let base = open_checkpoint(&base_files).map_err(to_js_error)?;
+        let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
+        let inner = CoreExplorer::build(base, finetuned, &mut forward(&on_event)).map_err(to_js_error)?;
+        Ok(Explorer { inner })
+    }
+
+    /// `{min_ratio, max_ratio, min_bytes, max_bytes, f16_delta_bytes}`.
+    pub fn reachable(&self) -> JsValue {
+        to_js(self.inner.reachable())
+    }
+
+    /// `{summary, rows}` at `ratio`, from the cache; no file is produced.
+    pub fn solve(&self, ratio: f64) -> std::result::Result<JsValue, JsValue> {
+        let outcome = self.inner.solve(ratio, &mut |_| {}, &mut DiscardSink).map_err(to_js_error)?;
+        let result = Object::new();
+        set(&result, "summary", &to_js(&outcome.summary));
+        set(&result, "rows", &to_js(&outcome.rows));
+        Ok(result.into())
+    }
+
+    /// The compressed file at `ratio`: chunk events, then `{header, summary, rows}`.
+    pub fn write(&self, ratio: f64, on_event: Function) -> std::result::Result<JsValue, JsValue> {
+        let mut sink = ChunkSink { on_event: &on_event };
+        let outcome = self.inner.solve(ratio, &mut forward(&on_event), &mut sink).map_err(to_js_error)?;
+        Ok(outcome_to_js(&outcome))
+    }
+}
+
+fn open_delta(file: File) -> Result<DeltaFile> {
+    DeltaFile::open(Box::new(BlobSource::new(file)?))
+}
+
+/// Writes `W_base + Δ̂` as a safetensors file through chunk events (header first).
+#[wasm_bindgen]
+pub fn apply_files(base_files: Array, delta_file: File, on_event: Function) -> std::result::Result<(), JsValue> {
+    let base = open_checkpoint(&base_files).map_err(to_js_error)?;
+    let delta = open_delta(delta_file).map_err(to_js_error)?;
+    let mut sink = ChunkSink { on_event: &on_event };
+    crate::apply::apply(&base, &delta, &mut sink, &mut |tensor, index, total| emit(&on_event, "progress", &[
+        ("tensor", tensor.into()), ("stage", "apply".into()), ("index", (index as f64).into()), ("total", (total as f64).into())]))
+        .map_err(to_js_error)
+}
+
+/// A PEFT LoRA adapter from a compressed delta: `{adapter: Uint8Array, config: string, skipped: [string]}`.
+#[wasm_bindgen]
+pub fn export_peft(delta_file: File) -> std::result::Result<JsValue, JsValue> {
+    let delta = open_delta(delta_file).map_err(to_js_error)?;
+    let adapter = crate::export::export_peft(&delta).map_err(to_js_error)?;
+    let result = Object::new();
+    set(&result, "adapter", &Uint8Array::from(adapter.model.as_slice()).into());
+    set(&result, "config", &adapter.config.into());
+    set(&result, "skipped", &to_js(&adapter.skipped));
     Ok(result.into())
 }
 

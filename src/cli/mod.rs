@@ -82,6 +82,15 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Export a compressed delta as a PEFT LoRA adapter (adapter_model.safetensors and adapter_config.json).
+    ExportPeft {
+        /// Compressed delta made with adamix, delta-come or low-rank.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Output folder; created when missing.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Measure a compressed delta against the real fine-tune, tensor by tensor.
     Verify {
         /// Base checkpoint.
@@ -143,6 +152,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Compare { base, finetuned, ratio, output_dir, report } => compare::run_compare(&base, &finetuned, ratio, output_dir.as_deref(), report.as_deref()),
         Command::Apply { base, delta, output } => run_apply(&base, &delta, &output),
+        Command::ExportPeft { delta, output } => run_export_peft(&delta, &output),
         Command::Verify { base, finetuned, delta, json } => run_verify(&base, &finetuned, &delta, json),
         Command::Inspect { file, json } => run_inspect(&file, json),
     }
@@ -208,6 +218,19 @@ fn run_apply(base: &[PathBuf], delta: &Path, output: &Path) -> Result<()> {
     progress.finish();
     file.commit()?;
     eprintln!("wrote {} ({} tensors)", output.display(), delta.records.len());
+    Ok(())
+}
+
+fn run_export_peft(delta: &Path, output: &Path) -> Result<()> {
+    let delta = DeltaFile::open(Box::new(FileSource::open(delta)?))?;
+    let adapter = adamix::export::export_peft(&delta)?;
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output.display(), e))?;
+    AtomicOutput::write_whole(&output.join("adapter_model.safetensors"), &adapter.model)?;
+    AtomicOutput::write_whole(&output.join("adapter_config.json"), adapter.config.as_bytes())?;
+    for name in &adapter.skipped {
+        eprintln!("not in the adapter: {name}");
+    }
+    println!("wrote {}/adapter_model.safetensors and adapter_config.json", output.display());
     Ok(())
 }
 

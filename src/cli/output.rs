@@ -54,6 +54,9 @@ impl AtomicOutput {
         let name = self.name;
         let temp = self.file.into_inner().map_err(|e| Error::io(&name, e.into_error()))?;
         temp.as_file().sync_all().map_err(|e| Error::io(&name, e))?;
+        // Temporary files are created private (0600); outputs get the usual 0644.
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(&name, e))?;
         temp.persist(&self.final_path).map_err(|e| Error::io(&name, e.error))?;
         Ok(())
     }
