@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Builds the WebAssembly module and its JavaScript bindings for the web page:
-# www/pkg/adamix.js and www/pkg/adamix_bg.wasm.
+# www/pkg/adamix.js and www/pkg/adamix_bg.wasm. Also copies the page's
+# plotting library, Plotly.js (npm package plotly.js-dist-min), from
+# node_modules into www/vendor/, so that the page loads nothing from another
+# host.
 #
 # Steps: cargo build for wasm32-unknown-unknown with SIMD128, wasm-bindgen
 # --target web, then wasm-opt -Oz from the binaryen npm package. A failing
@@ -21,6 +24,8 @@ WASM_TARGET=wasm32-unknown-unknown
 WASM_TARGET_DIR=target/wasm
 OUT_DIR=www/pkg
 WASM_OPT="$repo_root/node_modules/.bin/wasm-opt"
+PLOTLY_PACKAGE="$repo_root/node_modules/plotly.js-dist-min"
+VENDOR_DIR=www/vendor
 
 # WebAssembly features that the module may use, passed to wasm-opt. rustc
 # 1.95 enables bulk-memory, multivalue, mutable-globals, nontrapping-fptoint,
@@ -93,3 +98,10 @@ node -e '
 rm -rf "$OUT_DIR"
 mv "$staging" "$OUT_DIR"
 log "done: $OUT_DIR/adamix.js, $OUT_DIR/adamix_bg.wasm ($(stat -c %s "$OUT_DIR/adamix_bg.wasm") bytes)"
+
+[ -f "$PLOTLY_PACKAGE/plotly.min.js" ] \
+  || fail "$PLOTLY_PACKAGE/plotly.min.js not found; run scripts/setup.sh (npm package plotly.js-dist-min)"
+mkdir -p "$VENDOR_DIR"
+cp "$PLOTLY_PACKAGE/plotly.min.js" "$VENDOR_DIR/plotly.min.js"
+cp "$PLOTLY_PACKAGE/LICENSE" "$VENDOR_DIR/plotly.LICENSE"
+log "copied plotly.js-dist-min $(node -p "require('$PLOTLY_PACKAGE/package.json').version") to $VENDOR_DIR/plotly.min.js"

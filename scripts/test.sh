@@ -60,6 +60,9 @@ run_browser_tests() {
 
 run_step "install missing tools (scripts/setup.sh)" scripts/setup.sh
 run_step "fetch demo checkpoints (scripts/fetch-demo.sh)" scripts/fetch-demo.sh
+# scripts/setup.sh installs Mesa's lavapipe driver, so the GPU kernel tests
+# must find an adapter here: fail instead of skipping when they do not.
+export ADAMIX_REQUIRE_GPU=1
 run_step "native tests (cargo test --release)" cargo test --release
 run_step "web build (scripts/build-web.sh)" scripts/build-web.sh
 run_step "CLI build (cargo build --release)" cargo build --release

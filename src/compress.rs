@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::explore::MatrixCache;
 use crate::methods::{adamix, bitdelta, delta_come, low_rank, squared_error, EncodedMatrix, Method};
 use crate::pair::{pair, PairingReport, Plan};
+use crate::svd::SvdPolicy;
 use crate::report::{total_relative_error, Summary, TensorRow};
 
 /// Options of a compression run.
@@ -32,11 +33,13 @@ pub struct CompressOptions {
     pub store_mismatched: bool,
     /// The method for 2-D deltas.
     pub method: Method,
+    /// Which SVD algorithm may be used.
+    pub svd: SvdPolicy,
 }
 
 impl Default for CompressOptions {
     fn default() -> Self {
-        CompressOptions { ratio: 1.0 / 16.0, widths: WIDTHS.to_vec(), store_mismatched: false, method: Method::Adamix }
+        CompressOptions { ratio: 1.0 / 16.0, widths: WIDTHS.to_vec(), store_mismatched: false, method: Method::Adamix, svd: SvdPolicy::Auto }
     }
 }
 
@@ -276,10 +279,10 @@ impl TensorJob<'_> {
         let encoded = match self.options.method {
             Method::Adamix => match self.cache.and_then(|cache| cache.get(name)) {
                 Some(entry) => adamix::encode_with_table(name, MatRef::from_row_major_slice(delta, m, n), &entry.triplets, &entry.table, budget_bits, stage)?,
-                None => adamix::compress_matrix(name, delta, m, n, &self.options.widths, budget_bits, stage)?,
+                None => adamix::compress_matrix(name, delta, m, n, &self.options.widths, budget_bits, self.options.svd, stage)?,
             },
-            Method::DeltaCome => delta_come::compress_matrix(name, delta, m, n, budget_bits, stage)?,
-            Method::LowRank => low_rank::compress_matrix(name, delta, m, n, budget_bits, stage)?,
+            Method::DeltaCome => delta_come::compress_matrix(name, delta, m, n, budget_bits, self.options.svd, stage)?,
+            Method::LowRank => low_rank::compress_matrix(name, delta, m, n, budget_bits, self.options.svd, stage)?,
             Method::Bitdelta => bitdelta::compress_matrix(delta, m, n, budget_bits),
         };
 

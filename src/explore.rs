@@ -92,7 +92,7 @@ impl Explorer {
             let delta = read_delta(&base, &finetuned, name, &mut stage)?;
             let rank = if delta.delta_norm_squared == 0.0 { 0 } else { max_rank(m, n, &options.widths, budget.matrix_budget_bits(m, n)) };
             stage("svd");
-            let triplets = top_triplets(MatRef::from_row_major_slice(&delta.values, m, n), rank, name)?;
+            let triplets = top_triplets(MatRef::from_row_major_slice(&delta.values, m, n), rank, options.svd, name)?;
             stage("cost table");
             let table = build_cost_table(&triplets, &options.widths);
             cache.entries.insert(name.clone(), CachedMatrix { delta, triplets, table });

@@ -1,10 +1,24 @@
-// Page logic: choosing files, running the compression worker and showing its
-// events. All computation happens in the WebAssembly core inside worker.js.
+// Page logic: choosing files, running the core in workers and showing what it
+// returns. All computation happens in the WebAssembly core (worker.js). This
+// file only moves files and results between the DOM, the workers and the
+// figures.
 
-import { fetchAsFile, filesFromDrop, outputFileName, selectCheckpointFiles } from './files.js';
+import { adamixReduction, renderComparison } from './compare.js';
+import { CoreWorker, isCancelled } from './core-worker.js';
+import { clearLink, saveBlob, setLinkBlob } from './downloads.js';
+import { BudgetExplorer } from './explorer.js';
+import {
+  checkpointStem, deltaFileName, fetchAsFile, filesFromDrop, selectCheckpointFiles,
+} from './files.js';
 import { formatBytes, formatError, formatFraction, formatSeconds } from './format.js';
+import { METHOD_LABELS, METHODS } from './methods.js';
+import {
+  bytesByTypeFigure, drawFigure, errorBarsFigure, methodTotalsFigure, spectralRows, spectrumFigure,
+  widthHeatmapFigure, widthHistogramFigure,
+} from './plots.js';
 import {
   appendTensorRow, renderFileInfo, renderFileList, renderFileProblem, renderPairing, renderSummary,
+  renderTensorRows,
 } from './render.js';
 
 const DEMO_FILES = {
@@ -21,7 +35,14 @@ const STAGE_LABELS = {
   quantize: 'quantizing',
   measure: 'measuring the error',
   write: 'writing',
+  apply: 'applying the delta',
 };
+
+// Controls that are disabled while a task runs.
+const TASK_CONTROLS = [
+  'compress', 'compare', 'load-demo', 'method', 'ratio', 'base-input', 'finetuned-input',
+  'download-report', 'export-peft', 'export-reconstructed',
+];
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,11 +52,32 @@ const chosen = {
   finetuned: { files: [], folderName: null },
 };
 
-// The current run, or null when idle. A run owns its worker, the output
-// chunks received so far, the pairing report and the timer that updates the
+// The task that runs now (a compression, a comparison or an export), or null.
+// A task owns the worker of its current step and the timer that updates the
 // elapsed time.
-let run = null;
-let downloadUrl = null;
+let task = null;
+
+// State of the shown result. Each is null until the first compression ends.
+// - inputs: {base, finetuned, stem} of the last compression, which the
+//   explorer and the reconstruction read again.
+// - view: {method, ratio, summary, rows, source} that the table and figures
+//   show, from a compression ('compress') or the explorer ('explorer').
+// - deltaFile: {blob, name, method, ratio}, the compressed delta that the
+//   Download link and the exports use.
+// - comparison: {ratio, results, running} of Compare all methods, where
+//   results maps a method to its {summary, rows}.
+let inputs = null;
+let view = null;
+let deltaFile = null;
+let comparison = null;
+
+const explorer = new BudgetExplorer({
+  onResult: (result) => showView(result),
+  onFile: (file) => {
+    setDeltaFile(file);
+    saveBlob(file.blob, file.name);
+  },
+});
 
 // ---- Choosing files ----
 
@@ -55,30 +97,18 @@ async function inspectFiles(files, items) {
   if (safetensors.length === 0) {
     return;
   }
-  const worker = startWorker();
+  const worker = new CoreWorker();
   try {
     for (const { file, item } of safetensors) {
-      const reply = await requestOnce(worker, { kind: 'inspect', file });
-      if (reply.kind === 'inspected') {
-        renderFileInfo(item, reply.info);
-      } else {
-        renderFileProblem(item, reply.message);
+      try {
+        renderFileInfo(item, await worker.request('inspect', { file }));
+      } catch (error) {
+        renderFileProblem(item, error.message);
       }
     }
   } finally {
     worker.terminate();
   }
-}
-
-function requestOnce(worker, request) {
-  return new Promise((resolve) => {
-    worker.onmessage = (message) => resolve(message.data);
-    worker.onerror = (event) => {
-      event.preventDefault();
-      resolve({ kind: 'error', message: describeWorkerError(event) });
-    };
-    worker.postMessage(request);
-  });
 }
 
 function setUpDropZone(side) {
@@ -89,7 +119,7 @@ function setUpDropZone(side) {
 
   zone.addEventListener('dragover', (event) => {
     event.preventDefault();
-    if (!run) {
+    if (!task) {
       zone.classList.add('dragging');
     }
   });
@@ -97,7 +127,7 @@ function setUpDropZone(side) {
   zone.addEventListener('drop', async (event) => {
     event.preventDefault();
     zone.classList.remove('dragging');
-    if (run) {
+    if (task) {
       return;
     }
     const { files, folderName } = await filesFromDrop(event.dataTransfer);
@@ -105,54 +135,45 @@ function setUpDropZone(side) {
   });
 }
 
-// ---- Running ----
+// ---- Tasks ----
 
-function startWorker() {
-  return new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-}
-
-function describeWorkerError(event) {
-  if (event.message) {
-    return `The compression worker failed: ${event.message}`;
-  }
-  return 'The compression worker could not start. Check that www/pkg/adamix.js exists ' +
-    '(build it with scripts/build-web.sh) and that the page is served over http://.';
-}
-
-function beginRun(statusMessage) {
-  clearOutputs();
-  run = {
+function beginTask(statusMessage) {
+  task = {
     worker: null,
-    chunks: [],
-    total: 0,
-    pairing: null,
     started: performance.now(),
     statusMessage,
     timer: setInterval(renderRunningStatus, 200),
     abort: new AbortController(),
   };
+  $('error').hidden = true;
+  $('error').textContent = '';
   setControlsDisabled(true);
   $('progress').removeAttribute('value');
   renderRunningStatus();
+  return task;
 }
 
-function endRun() {
-  clearInterval(run.timer);
-  run.worker?.terminate();
-  run.abort.abort();
+function endTask() {
+  clearInterval(task.timer);
+  task.worker?.terminate();
+  task.abort.abort();
   const seconds = elapsedSeconds();
-  run = null;
+  task = null;
   setControlsDisabled(false);
   return seconds;
 }
 
 function elapsedSeconds() {
-  return (performance.now() - run.started) / 1000;
+  return (performance.now() - task.started) / 1000;
 }
 
 function setControlsDisabled(disabled) {
-  for (const id of ['compress', 'load-demo', 'ratio', 'base-input', 'finetuned-input']) {
+  for (const id of TASK_CONTROLS) {
     $(id).disabled = disabled;
+  }
+  // A LoRA adapter contains low-rank factors, which a BitDelta file does not have.
+  if (deltaFile?.method === 'bitdelta') {
+    $('export-peft').disabled = true;
   }
   $('cancel').hidden = !disabled;
 }
@@ -164,29 +185,11 @@ function setStatus(state, text) {
 }
 
 function renderRunningStatus() {
-  setStatus('running', `${run.statusMessage} · ${formatSeconds(elapsedSeconds())}`);
+  setStatus('running', `${task.statusMessage} · ${formatSeconds(elapsedSeconds())}`);
 }
 
-function clearOutputs() {
-  $('error').hidden = true;
-  $('error').textContent = '';
-  for (const id of ['pairing', 'summary', 'results']) {
-    $(id).hidden = true;
-  }
-  $('results-body').replaceChildren();
-  delete $('summary').dataset.relErrorTotal;
-  delete $('summary').dataset.compressedBytes;
-  delete $('summary').dataset.fileBytes;
-  $('download').hidden = true;
-  $('download').removeAttribute('href');
-  if (downloadUrl) {
-    URL.revokeObjectURL(downloadUrl);
-    downloadUrl = null;
-  }
-}
-
-function failRun(message) {
-  const seconds = endRun();
+function failTask(message) {
+  const seconds = endTask();
   $('progress').value = 0;
   setStatus('error', `Failed after ${formatSeconds(seconds)}.`);
   const box = $('error');
@@ -194,158 +197,426 @@ function failRun(message) {
   box.hidden = false;
 }
 
-function cancelRun() {
-  if (!run) {
+function cancelTask() {
+  if (!task) {
     return;
   }
-  const seconds = endRun();
+  const seconds = endTask();
   $('progress').value = 0;
   setStatus('cancelled', `Cancelled after ${formatSeconds(seconds)}. Nothing was written.`);
 }
 
-function startCompression(base, finetuned) {
-  const worker = startWorker();
-  run.worker = worker;
-  const outputName = outputFileName(finetuned.files, finetuned.folderName);
-  worker.onmessage = (message) => handleWorkerMessage(worker, message.data, outputName);
-  worker.onerror = (event) => {
-    event.preventDefault();
-    if (run?.worker === worker) {
-      failRun(describeWorkerError(event));
-    }
-  };
-  worker.onmessageerror = () => {
-    if (run?.worker === worker) {
-      failRun('A message from the compression worker could not be read.');
-    }
-  };
-  run.statusMessage = 'Reading the checkpoint headers';
-  worker.postMessage({
-    kind: 'compress',
-    base: base.files,
-    finetuned: finetuned.files,
-    ratio: Number($('ratio').value),
-  });
+// Handles the end of a failed request of `thisTask`: a cancelled task has
+// already reported itself, and a task that was replaced reports nothing.
+function handleTaskError(thisTask, error) {
+  if (task === thisTask && !isCancelled(error)) {
+    failTask(error.message);
+  }
 }
 
-function handleWorkerMessage(worker, message, outputName) {
-  if (run?.worker !== worker) {
-    return; // A message from a cancelled run.
-  }
-  switch (message.kind) {
-    case 'plan':
-      run.total = message.tensors;
-      run.pairing = message.pairing;
-      $('progress').max = Math.max(message.tensors, 1);
-      $('progress').value = 0;
-      renderPairing($('pairing'), run.pairing, run.total);
-      run.statusMessage = `Paired ${message.tensors} tensors`;
-      break;
-    case 'progress': {
-      const stage = STAGE_LABELS[message.stage] ?? message.stage;
-      $('progress').max = Math.max(message.total, 1);
-      $('progress').value = message.index;
-      run.statusMessage = `Tensor ${message.index + 1} of ${message.total}: ${message.tensor} (${stage})`;
-      break;
-    }
-    case 'chunk':
-      run.chunks.push(message.bytes);
-      break;
-    case 'tensor':
-      appendTensorRow($('results-body'), message.row);
-      $('results').hidden = false;
-      noteUnchangedTensor(message.row);
-      break;
-    case 'result':
-      finishRun(message.header, message.summary, outputName);
-      return;
-    case 'error':
-      failRun(message.message);
-      return;
-    default:
-      failRun(`The compression worker sent an unknown message kind '${message.kind}'.`);
-      return;
-  }
+function showProgress(prefix, event) {
+  const stage = STAGE_LABELS[event.stage] ?? event.stage;
+  $('progress').max = Math.max(event.total, 1);
+  $('progress').value = event.index;
+  task.statusMessage = `${prefix}tensor ${event.index + 1} of ${event.total}: ${event.tensor} (${stage})`;
   renderRunningStatus();
+}
+
+// ---- Compressing and comparing ----
+
+function clearResults() {
+  for (const id of ['pairing', 'summary', 'results', 'plots', 'compare-section']) {
+    $(id).hidden = true;
+  }
+  $('results-body').replaceChildren();
+  delete $('summary').dataset.relErrorTotal;
+  delete $('summary').dataset.compressedBytes;
+  for (const id of ['download', 'report-link', 'peft-adapter-link', 'peft-config-link', 'reconstructed-link']) {
+    clearLink($(id));
+  }
+  $('peft-skipped').hidden = true;
+  explorer.hide();
+  inputs = null;
+  view = null;
+  deltaFile = null;
+  comparison = null;
+}
+
+// Compresses with each of `methods` in turn at the chosen ratio. The file of
+// `keptMethod` is kept and shown; the other runs only report their totals.
+async function runCompressions(methods, keptMethod) {
+  const thisTask = task;
+  const runInputs = {
+    base: chosen.base.files,
+    finetuned: chosen.finetuned.files,
+    stem: checkpointStem(chosen.finetuned.files, chosen.finetuned.folderName),
+  };
+  const ratio = Number($('ratio').value);
+  comparison = methods.length > 1 ? { ratio, results: new Map(), running: null } : null;
+  let pairingShown = false;
+  let keptResult = null;
+
+  for (const [index, method] of methods.entries()) {
+    const label = METHOD_LABELS[method] ?? method;
+    const prefix = methods.length > 1 ? `${label} (${index + 1} of ${methods.length}): ` : '';
+    const keepFile = method === keptMethod;
+    if (comparison) {
+      comparison.running = method;
+      renderComparison($('compare-section'), comparison);
+    }
+    thisTask.statusMessage = `${prefix}reading the checkpoint headers`;
+    if (keepFile) {
+      $('results-body').replaceChildren();
+    }
+
+    const chunks = [];
+    let pairing = null;
+    let tensorCount = 0;
+    const worker = new CoreWorker();
+    thisTask.worker = worker;
+    let result;
+    try {
+      result = await worker.request('compress', {
+        base: runInputs.base, finetuned: runInputs.finetuned, ratio, method, keepFile,
+      }, (event) => {
+        if (event.kind === 'plan') {
+          pairing = event.pairing;
+          tensorCount = event.tensors;
+          if (!pairingShown) {
+            renderPairing($('pairing'), pairing, tensorCount);
+            pairingShown = true;
+          }
+        } else if (event.kind === 'progress') {
+          showProgress(prefix, event);
+        } else if (event.kind === 'chunk') {
+          chunks.push(event.bytes);
+        } else if (event.kind === 'tensor' && keepFile) {
+          appendTensorRow($('results-body'), event.row);
+          $('results').hidden = false;
+          noteUnchangedTensor(pairing, tensorCount, event.row);
+        }
+      });
+    } catch (error) {
+      handleTaskError(thisTask, error);
+      return;
+    } finally {
+      worker.terminate();
+    }
+    if (task !== thisTask) {
+      return;
+    }
+
+    if (result.summary.pairing) {
+      renderPairing($('pairing'), result.summary.pairing, tensorCount);
+    }
+    if (comparison) {
+      comparison.results.set(method, { summary: result.summary, rows: result.rows });
+    }
+    if (keepFile) {
+      // The output stays a list of chunks. A Blob made from the list avoids
+      // copying a large output into one array.
+      const blob = new Blob([result.header, ...chunks], { type: 'application/octet-stream' });
+      keptResult = { method, ratio, summary: result.summary, rows: result.rows, blob };
+    }
+  }
+  if (comparison) {
+    comparison.running = null;
+    renderComparison($('compare-section'), comparison);
+  }
+  await finishCompression(keptResult, runInputs);
 }
 
 // The core finds an unchanged tensor (delta exactly zero) only when it reads
 // the tensor, after the 'plan' event, so the pairing report is updated here.
-function noteUnchangedTensor(row) {
-  const unchanged = run.pairing?.unchanged;
+function noteUnchangedTensor(pairing, tensorCount, row) {
+  const unchanged = pairing?.unchanged;
   if (row.kind !== 'unchanged' || !unchanged || unchanged.includes(row.name)) {
     return;
   }
   unchanged.push(row.name);
-  renderPairing($('pairing'), run.pairing, run.total);
+  renderPairing($('pairing'), pairing, tensorCount);
 }
 
-function finishRun(header, summary, outputName) {
-  // The output stays a list of chunks. A Blob made from the list avoids
-  // copying a large output into one array.
-  const blob = new Blob([header, ...run.chunks], { type: 'application/octet-stream' });
-  const tensorCount = run.total;
-  const seconds = endRun();
+async function finishCompression(keptResult, runInputs) {
+  const seconds = endTask();
   $('progress').value = $('progress').max;
-  if (summary.pairing) {
-    renderPairing($('pairing'), summary.pairing, tensorCount);
+  inputs = runInputs;
+  const { method, ratio, summary, rows, blob } = keptResult;
+  setDeltaFile({ blob, name: deltaFileName(runInputs.stem, method), method, ratio });
+  if (method === 'adamix') {
+    explorer.show({ ...runInputs, ratio });
+  } else {
+    explorer.hide();
   }
 
-  renderSummary($('summary'), summary, blob.size);
-  downloadUrl = URL.createObjectURL(blob);
-  const link = $('download');
-  link.href = downloadUrl;
-  link.download = outputName;
-  link.textContent = `Download ${outputName} (${formatBytes(blob.size)})`;
-  link.hidden = false;
+  let text = `Done in ${formatSeconds(seconds)}: ${METHOD_LABELS[method]}, ${formatBytes(blob.size)}, ` +
+    `${formatFraction(summary.ratio_achieved)} of the f16 delta, overall relative error ${formatError(summary.rel_error_total)}.`;
+  const outcome = comparison ? adamixReduction(comparison.results) : null;
+  if (outcome) {
+    const direction = outcome.reduction >= 0 ? 'below' : 'above';
+    text = `Compared ${comparison.results.size} methods in ${formatSeconds(seconds)}. ADAMIX's error is ` +
+      `${(Math.abs(outcome.reduction) * 100).toFixed(1)}% ${direction} the best baseline (${METHOD_LABELS[outcome.baseline]}).`;
+  }
+  setStatus('done', text);
+  await showView({ method, ratio, summary, rows, source: 'compress' });
+}
 
-  setStatus('done',
-    `Done in ${formatSeconds(seconds)}: ${formatBytes(blob.size)}, ` +
-    `${formatFraction(summary.ratio_achieved)} of the f16 delta, ` +
-    `overall relative error ${formatError(summary.rel_error_total)}.`);
+// ---- Showing a result ----
+
+// Shows `result` in the summary, the tensor table and the figures. Returns
+// once the figures are drawn. A figure that fails is reported on the page and
+// does not reject.
+async function showView(result) {
+  view = result;
+  const label = METHOD_LABELS[result.method] ?? result.method;
+  $('result-title').textContent = `Result: ${label} at ${formatFraction(result.ratio)} of the f16 delta`;
+  $('result-source').textContent = result.source === 'explorer'
+    ? 'From the budget explorer. No file has been written at this size: use Download at this ratio for one.'
+    : '';
+  renderSummary($('summary'), result.summary);
+  renderTensorRows($('results-body'), result.rows);
+  $('results').hidden = false;
+  await drawPlots();
+}
+
+function setDeltaFile(file) {
+  deltaFile = file;
+  const size = formatBytes(file.blob.size);
+  setLinkBlob($('download'), file.blob, file.name, `Download ${file.name} (${size})`);
+  $('delta-note').textContent =
+    `The PEFT and reconstruction exports use ${file.name}: ${METHOD_LABELS[file.method]} at ${formatFraction(file.ratio)}, ${size}.` +
+    (file.method === 'bitdelta' ? ' BitDelta stores sign matrices, which a LoRA adapter cannot hold, so there is no PEFT export.' : '');
+  $('export-peft').disabled = Boolean(task) || file.method === 'bitdelta';
+  for (const id of ['peft-adapter-link', 'peft-config-link', 'reconstructed-link']) {
+    clearLink($(id));
+  }
+  $('peft-skipped').hidden = true;
+}
+
+// The series of the error figure: every method of the comparison when it
+// was made at the shown ratio (with the shown result in place of its
+// method's), else the shown result alone.
+function errorSeries() {
+  if (comparison && comparison.ratio === view.ratio && comparison.results.size > 0) {
+    const results = new Map(comparison.results);
+    results.set(view.method, view);
+    return results;
+  }
+  return new Map([[view.method, view]]);
+}
+
+function fillMatrixSelect() {
+  const select = $('matrix-select');
+  const previous = select.value;
+  const matrices = spectralRows(view.rows);
+  select.replaceChildren(...matrices.map((row) => new Option(row.name, row.name)));
+  select.disabled = matrices.length === 0;
+  if (matrices.some((row) => row.name === previous)) {
+    select.value = previous;
+  }
+}
+
+function selectedMatrixRow() {
+  const name = $('matrix-select').value;
+  return view.rows.find((row) => row.name === name) ?? null;
+}
+
+async function drawPlots() {
+  const section = $('plots');
+  section.hidden = false;
+  section.dataset.state = 'drawing';
+  fillMatrixSelect();
+  const series = errorSeries();
+  const figures = [
+    ['plot-spectrum', spectrumFigure(selectedMatrixRow(), view.method)],
+    ['plot-width-histogram', widthHistogramFigure(view.rows, view.method)],
+    ['plot-widths-heatmap', widthHeatmapFigure(view.rows, view.method, view.ratio)],
+    ['plot-errors', errorBarsFigure(series, view.ratio)],
+    ['plot-bytes-by-type', bytesByTypeFigure(view.rows, view.method)],
+    ['plot-method-totals', methodTotalsFigure(series, view.ratio)],
+  ];
+  try {
+    await Promise.all(figures.map(([id, figure]) => drawFigure($(id), figure)));
+    $('plots-error').hidden = true;
+    section.dataset.state = 'ready';
+  } catch (error) {
+    $('plots-error').textContent = `The plots could not be drawn: ${error.message}`;
+    $('plots-error').hidden = false;
+    section.dataset.state = 'error';
+  }
+}
+
+async function drawSpectrum() {
+  if (!view) {
+    return;
+  }
+  try {
+    await drawFigure($('plot-spectrum'), spectrumFigure(selectedMatrixRow(), view.method));
+  } catch (error) {
+    $('plots-error').textContent = `The spectrum could not be drawn: ${error.message}`;
+    $('plots-error').hidden = false;
+  }
+}
+
+// ---- Exports ----
+
+function downloadReport() {
+  if (!view) {
+    return;
+  }
+  const report = {
+    method: view.method,
+    ratio: view.ratio,
+    source: view.source,
+    summary: view.summary,
+    rows: view.rows,
+    comparison: comparison
+      ? {
+        ratio: comparison.ratio,
+        methods: METHODS.filter((method) => comparison.results.has(method))
+          .map((method) => ({ method, ...comparison.results.get(method) })),
+      }
+      : null,
+  };
+  const blob = new Blob([JSON.stringify(report, null, 2)], { type: 'application/json' });
+  const name = `${inputs.stem}.${view.method}.${formatFraction(view.ratio).replace('/', '-')}.report.json`;
+  setLinkBlob($('report-link'), blob, name, `${name} (${formatBytes(blob.size)})`);
+  saveBlob(blob, name);
+}
+
+// The compressed delta as a File, which the core reads by byte range.
+function deltaAsFile() {
+  return new File([deltaFile.blob], deltaFile.name, { type: 'application/octet-stream' });
+}
+
+async function exportPeft() {
+  if (task || !deltaFile) {
+    return;
+  }
+  const thisTask = beginTask(`Exporting ${deltaFile.name} as a PEFT LoRA adapter`);
+  const worker = new CoreWorker();
+  thisTask.worker = worker;
+  let exported;
+  try {
+    exported = await worker.request('export-peft', { delta: deltaAsFile() });
+  } catch (error) {
+    handleTaskError(thisTask, error);
+    return;
+  } finally {
+    worker.terminate();
+  }
+  if (task !== thisTask) {
+    return;
+  }
+  const seconds = endTask();
+  $('progress').value = $('progress').max;
+  const adapter = new Blob([exported.adapter], { type: 'application/octet-stream' });
+  const config = new Blob([exported.config], { type: 'application/json' });
+  setLinkBlob($('peft-adapter-link'), adapter, 'adapter_model.safetensors', `adapter_model.safetensors (${formatBytes(adapter.size)})`);
+  setLinkBlob($('peft-config-link'), config, 'adapter_config.json', 'adapter_config.json');
+  saveBlob(adapter, 'adapter_model.safetensors');
+  saveBlob(config, 'adapter_config.json');
+
+  const skipped = $('peft-skipped');
+  skipped.textContent = exported.skipped.length > 0
+    ? `Not in the adapter (LoRA stores only low-rank matrices), ${exported.skipped.length}: ${exported.skipped.join(', ')}.`
+    : '';
+  skipped.hidden = exported.skipped.length === 0;
+  setStatus('done', `Exported the PEFT LoRA adapter in ${formatSeconds(seconds)}: adapter_model.safetensors (${formatBytes(adapter.size)}) and adapter_config.json.`);
+}
+
+async function exportReconstructed() {
+  if (task || !deltaFile || !inputs) {
+    return;
+  }
+  const thisTask = beginTask(`Applying ${deltaFile.name} to the base`);
+  const worker = new CoreWorker();
+  thisTask.worker = worker;
+  const chunks = [];
+
+  try {
+    await worker.request('apply', { base: inputs.base, delta: deltaAsFile() }, (event) => {
+      if (event.kind === 'chunk') {
+        chunks.push(event.bytes);
+      } else if (event.kind === 'progress') {
+        showProgress('Reconstructing: ', event);
+      }
+    });
+  } catch (error) {
+    handleTaskError(thisTask, error);
+    return;
+  } finally {
+    worker.terminate();
+  }
+  if (task !== thisTask) {
+    return;
+  }
+
+  const seconds = endTask();
+  $('progress').value = $('progress').max;
+  // Built from the chunk list, so a checkpoint of many GB is never one array.
+  const blob = new Blob(chunks, { type: 'application/octet-stream' });
+  const name = `${inputs.stem}.reconstructed.safetensors`;
+  setLinkBlob($('reconstructed-link'), blob, name, `${name} (${formatBytes(blob.size)})`);
+  saveBlob(blob, name);
+  setStatus('done', `Reconstructed the fine-tune in ${formatSeconds(seconds)}: ${name} (${formatBytes(blob.size)}).`);
 }
 
 // ---- Buttons ----
 
-function compress() {
-  if (run) {
-    return;
-  }
-  for (const [side, label] of [['base', 'base'], ['finetuned', 'fine-tuned']]) {
+function checkChosenFiles() {
+  for (const [side, label, box] of [['base', 'base', 'Base'], ['finetuned', 'fine-tuned', 'Fine-tuned']]) {
     if (chosen[side].files.length === 0) {
-      clearOutputs();
-      showError(`No ${label} checkpoint is chosen. Drop its .safetensors file(s) or folder on the ${label === 'base' ? 'Base' : 'Fine-tuned'} box, or use Choose files.`);
-      return;
+      clearResults();
+      showError(`No ${label} checkpoint is chosen. Drop its .safetensors file(s) or folder on the ${box} box, or use Choose files.`);
+      return false;
     }
   }
-  beginRun('Starting');
-  startCompression(chosen.base, chosen.finetuned);
+  return true;
+}
+
+function compress() {
+  if (task || !checkChosenFiles()) {
+    return;
+  }
+  clearResults();
+  beginTask('Starting');
+  runCompressions([$('method').value], $('method').value);
+}
+
+function compareAll() {
+  if (task || !checkChosenFiles()) {
+    return;
+  }
+  clearResults();
+  beginTask('Starting the comparison');
+  runCompressions(METHODS, $('method').value);
 }
 
 async function loadDemo() {
-  if (run) {
+  if (task) {
     return;
   }
-  beginRun('Downloading the demo checkpoints');
-  const thisRun = run;
+  clearResults();
+  const thisTask = beginTask('Downloading the demo checkpoints');
   let files;
   try {
     files = await Promise.all([
-      fetchAsFile(DEMO_FILES.base, 'base.safetensors', thisRun.abort.signal),
-      fetchAsFile(DEMO_FILES.finetuned, 'finetuned.safetensors', thisRun.abort.signal),
+      fetchAsFile(DEMO_FILES.base, 'base.safetensors', thisTask.abort.signal),
+      fetchAsFile(DEMO_FILES.finetuned, 'finetuned.safetensors', thisTask.abort.signal),
     ]);
   } catch (error) {
-    if (run === thisRun) {
-      failRun(error.message);
+    if (task === thisTask) {
+      failTask(error.message);
     }
     return;
   }
-  if (run !== thisRun) {
+  if (task !== thisTask) {
     return; // Cancelled while downloading.
   }
   setChosenFiles('base', [files[0]], null);
   setChosenFiles('finetuned', [files[1]], null);
-  startCompression(chosen.base, chosen.finetuned);
+  runCompressions([$('method').value], $('method').value);
 }
 
 function showError(message) {
@@ -360,8 +631,13 @@ function showError(message) {
 setUpDropZone('base');
 setUpDropZone('finetuned');
 $('compress').addEventListener('click', compress);
+$('compare').addEventListener('click', compareAll);
 $('load-demo').addEventListener('click', loadDemo);
-$('cancel').addEventListener('click', cancelRun);
+$('cancel').addEventListener('click', cancelTask);
+$('matrix-select').addEventListener('change', drawSpectrum);
+$('download-report').addEventListener('click', downloadReport);
+$('export-peft').addEventListener('click', exportPeft);
+$('export-reconstructed').addEventListener('click', exportReconstructed);
 
 // A file dropped outside a drop zone would otherwise replace the page.
 for (const type of ['dragover', 'drop']) {

@@ -89,15 +89,29 @@ export async function fetchAsFile(url, name, signal) {
   return new File([blob], name, { type: 'application/octet-stream' });
 }
 
-// Returns the name of the compressed output: "<fine-tune>.adamix.safetensors",
-// where <fine-tune> is the dropped folder's name, the single file's name
-// without its extension, or the shard name without "-00001-of-00004".
-export function outputFileName(files, folderName) {
-  let stem = folderName;
-  if (!stem) {
-    const shards = files.filter((file) => file.name.endsWith('.safetensors'));
-    const first = shards.map((file) => file.name).sort()[0] ?? 'model.safetensors';
-    stem = first.replace(/\.safetensors$/, '').replace(/-\d+-of-\d+$/, '');
+// Returns the name a checkpoint's outputs start with: the dropped folder's
+// name, the single file's name without its extension, or the shard name
+// without "-00001-of-00004".
+export function checkpointStem(files, folderName) {
+  if (folderName) {
+    return folderName;
   }
-  return `${stem}.adamix.safetensors`;
+  const shards = files.filter((file) => file.name.endsWith('.safetensors'));
+  const first = shards.map((file) => file.name).sort()[0] ?? 'model.safetensors';
+  return first.replace(/\.safetensors$/, '').replace(/-\d+-of-\d+$/, '');
+}
+
+// Returns the name of a compressed delta: "<stem>.adamix.safetensors" for
+// ADAMIX at the ratio the user chose, with the method and a ratio label such
+// as "1-32" inserted before ".adamix" otherwise. Every method writes the same
+// container format, which ".adamix.safetensors" names.
+export function deltaFileName(stem, method = 'adamix', ratioLabel = null) {
+  const parts = [stem];
+  if (method !== 'adamix') {
+    parts.push(method);
+  }
+  if (ratioLabel) {
+    parts.push(ratioLabel.replace('/', '-'));
+  }
+  return `${parts.join('.')}.adamix.safetensors`;
 }

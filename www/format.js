@@ -83,3 +83,16 @@ export function formatSeconds(seconds) {
 export function formatCount(value) {
   return Number(value).toLocaleString('en-US');
 }
+
+// Formats a duration in milliseconds: one decimal below 10 ms, whole
+// milliseconds below 10 s, else seconds.
+export function formatMilliseconds(milliseconds) {
+  const value = Number(milliseconds);
+  if (value < 10) {
+    return `${value.toFixed(1)} ms`;
+  }
+  if (value < 10_000) {
+    return `${Math.round(value)} ms`;
+  }
+  return formatSeconds(value / 1000);
+}

@@ -96,23 +96,37 @@ function describePairingEntry(entry) {
   return `${entry.name}: base ${formatShape(entry.base_shape)}, fine-tune ${formatShape(entry.finetuned_shape)}`;
 }
 
+// Tensor types as the core names them, and how the table shows them.
+const TENSOR_TYPE_LABELS = { attention: 'attention', mlp: 'MLP', embedding: 'embedding', other: 'other' };
+
 // Appends one row of the tensor table. The rel_error cell carries the raw
 // number in data-value, which the browser test compares with the CLI.
 export function appendTensorRow(body, row) {
   // Only compressed matrices have a kept rank and widths.
   const isMatrix = row.kept_rank !== null && row.kept_rank !== undefined;
+  const hasBudget = row.budget_bytes !== null && row.budget_bytes !== undefined;
   const tr = element('tr', { 'data-tensor': row.name, 'data-kind': row.kind });
   tr.append(
     tensorNameCell(row.name),
     element('td', {}, row.kind),
+    element('td', {}, TENSOR_TYPE_LABELS[row.tensor_type] ?? row.tensor_type ?? '—'),
     element('td', { class: 'shape' }, formatShape(row.shape)),
     element('td', { class: 'number' }, formatSmall(row.delta_norm_ratio)),
     element('td', { class: 'number' }, isMatrix ? formatCount(row.kept_rank) : '—'),
     element('td', { class: 'widths' }, isMatrix ? formatWidthCounts(row.width_counts) : '—'),
     relativeErrorCell(row.rel_error),
     element('td', { class: 'number', 'data-field': 'bytes', 'data-value': String(row.bytes) }, formatBytes(row.bytes)),
+    element('td', { class: 'number' }, hasBudget ? formatBytes(row.budget_bytes) : '—'),
   );
   body.append(tr);
+}
+
+// Replaces the table's rows with `rows`.
+export function renderTensorRows(body, rows) {
+  body.replaceChildren();
+  for (const row of rows) {
+    appendTensorRow(body, row);
+  }
 }
 
 // Long names like encoder.layer.0.attention.output.LayerNorm.weight may wrap
@@ -139,9 +153,10 @@ function relativeErrorCell(relError) {
   );
 }
 
-// Shows the totals of a finished run. data-rel-error-total and
-// data-compressed-bytes carry raw numbers for tests.
-export function renderSummary(section, summary, fileBytes) {
+// Shows the totals of a result: the key figures, then the details.
+// data-rel-error-total and data-compressed-bytes carry raw numbers for tests.
+export function renderSummary(section, summary) {
+  renderKeyFigures(section.querySelector('#key-figures'), summary);
   const values = section.querySelector('#summary-values');
   values.replaceChildren();
   const rows = [
@@ -165,6 +180,24 @@ export function renderSummary(section, summary, fileBytes) {
   notices.hidden = notices.childElementCount === 0;
   section.dataset.relErrorTotal = String(summary.rel_error_total);
   section.dataset.compressedBytes = String(summary.compressed_bytes);
-  section.dataset.fileBytes = String(fileBytes);
   section.hidden = false;
+}
+
+// The four numbers a reader looks for first, in large type.
+function renderKeyFigures(list, summary) {
+  const figures = [
+    ['Size', formatBytes(summary.compressed_bytes), `of ${formatBytes(summary.f16_delta_bytes)} as f16`],
+    ['Ratio', formatFraction(summary.ratio_achieved), `target ${formatFraction(summary.ratio_target)}`],
+    ['Relative error', formatError(summary.rel_error_total), '‖ΔW − Δ̂‖ / ‖ΔW‖ over all matrices'],
+    ['Time', formatSeconds(summary.seconds), 'in this browser tab'],
+  ];
+  list.replaceChildren(...figures.map(([label, value, detail]) => {
+    const item = element('div', { class: 'figure' });
+    item.append(
+      element('div', { class: 'figure-label' }, label),
+      element('div', { class: 'figure-value' }, value),
+      element('div', { class: 'figure-detail' }, detail),
+    );
+    return item;
+  }));
 }

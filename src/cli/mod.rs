@@ -15,6 +15,7 @@ use adamix::compress::{compress, CompressOptions, Event};
 use adamix::container::DeltaFile;
 use adamix::error::{Error, Result};
 use adamix::methods::Method;
+use adamix::svd::SvdPolicy;
 
 use output::AtomicOutput;
 use progress::ProgressLine;
@@ -45,6 +46,9 @@ enum Command {
         /// Store tensors whose shape differs from the base's whole instead of failing.
         #[arg(long)]
         store_mismatched: bool,
+        /// SVD algorithm: auto (randomized for large matrices) or full (exact reference, slower).
+        #[arg(long, default_value = "auto", value_parser = parse_svd)]
+        svd: SvdPolicy,
         /// Write a JSON report of every tensor to this file.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -120,6 +124,14 @@ fn parse_method(text: &str) -> std::result::Result<Method, String> {
     Method::parse(text).ok_or_else(|| format!("unknown method '{text}'; use one of adamix, delta-come, low-rank, bitdelta"))
 }
 
+fn parse_svd(text: &str) -> std::result::Result<SvdPolicy, String> {
+    match text {
+        "auto" => Ok(SvdPolicy::Auto),
+        "full" => Ok(SvdPolicy::Full),
+        _ => Err(format!("unknown SVD algorithm '{text}'; use auto or full")),
+    }
+}
+
 /// Parses `1/16` or `0.0625`.
 fn parse_ratio(text: &str) -> std::result::Result<f64, String> {
     let value = match text.split_once('/') {
@@ -147,8 +159,8 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Compress { base, finetuned, ratio, method, store_mismatched, report, output } => {
-            run_compress(&base, &finetuned, CompressOptions { ratio, method, store_mismatched, ..Default::default() }, report.as_deref(), &output)
+        Command::Compress { base, finetuned, ratio, method, store_mismatched, svd, report, output } => {
+            run_compress(&base, &finetuned, CompressOptions { ratio, method, store_mismatched, svd, ..Default::default() }, report.as_deref(), &output)
         }
         Command::Compare { base, finetuned, ratio, output_dir, report } => compare::run_compare(&base, &finetuned, ratio, output_dir.as_deref(), report.as_deref()),
         Command::Apply { base, delta, output } => run_apply(&base, &delta, &output),

@@ -78,8 +78,18 @@ impl DeltaFile {
                     return Err(self.invalid(&record.name, format!("{suffix} has dtype {} where {} is expected", entry.dtype.name(), dtype.name())));
                 }
             }
-            if record.kind == Kind::Whole && self.stored_entry(&record.name, "whole")?.dtype.name() != record.dtype {
-                return Err(self.invalid(&record.name, "the stored tensor's dtype differs from the record's".into()));
+            let same_shape = match record.kind {
+                Kind::Whole => Some(self.stored_entry(&record.name, "whole")?),
+                Kind::F16Delta => Some(self.stored_entry(&record.name, "delta")?),
+                _ => None,
+            };
+            if let Some(entry) = same_shape {
+                if entry.shape != record.shape {
+                    return Err(self.invalid(&record.name, format!("the stored tensor has shape {:?} where the record says {:?}", entry.shape, record.shape)));
+                }
+                if record.kind == Kind::Whole && entry.dtype.name() != record.dtype {
+                    return Err(self.invalid(&record.name, "the stored tensor's dtype differs from the record's".into()));
+                }
             }
             if record.kind.is_matrix() && record.shape.len() != 2 {
                 return Err(self.invalid(&record.name, format!("shape {:?} is not 2-D", record.shape)));

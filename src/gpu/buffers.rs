@@ -1,9 +1,9 @@
 //! Small constructors for the buffers every kernel call creates.
 //!
-//! WebGPU rejects copies whose size is not a multiple of 4 bytes and bindings
-//! smaller than one element of the shader's array, so every buffer here is a
-//! multiple of 4 bytes and at least [`MIN_BUFFER_BYTES`], more than the largest
-//! element (12 bytes) of any kernel.
+//! WebGPU rejects copies whose size is not a multiple of 4 bytes, and
+//! bindings smaller than one element of the shader's array. So every buffer
+//! here is a multiple of 4 bytes and at least [`MIN_BUFFER_BYTES`], which is
+//! more than the largest element of any kernel (12 bytes).
 
 use wgpu::util::DeviceExt;
 
@@ -17,7 +17,7 @@ pub(crate) fn padded_size(bytes: u64) -> u64 {
     bytes.max(MIN_BUFFER_BYTES).next_multiple_of(4)
 }
 
-/// A read-only storage buffer filled with `contents` (padded with zeros to a multiple of 4 bytes).
+/// Creates a read-only storage buffer filled with `contents`, padded with zeros to a multiple of 4 bytes.
 pub(crate) fn storage_input(ctx: &GpuContext, label: &str, contents: &[u8]) -> wgpu::Buffer {
     let size = padded_size(contents.len() as u64) as usize;
     let padded;
@@ -34,7 +34,7 @@ pub(crate) fn storage_input(ctx: &GpuContext, label: &str, contents: &[u8]) -> w
     })
 }
 
-/// A storage buffer of `bytes` bytes that a kernel writes and the host copies out.
+/// Creates a storage buffer of `bytes` bytes that a kernel writes and the host copies out.
 pub(crate) fn storage_output(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
@@ -44,7 +44,7 @@ pub(crate) fn storage_output(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu:
     })
 }
 
-/// A uniform buffer holding one parameter struct.
+/// Creates a uniform buffer that contains one parameter struct.
 pub(crate) fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, params: &T) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
@@ -53,7 +53,7 @@ pub(crate) fn uniform<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, params: &
     })
 }
 
-/// A host-mappable buffer of `bytes` bytes that outputs are copied into for reading.
+/// Creates a host-mappable buffer of `bytes` bytes that outputs are copied into for reading.
 pub(crate) fn staging(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
@@ -63,7 +63,7 @@ pub(crate) fn staging(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer
     })
 }
 
-/// A bind group entry covering the whole of `buffer`.
+/// Returns a bind group entry that covers the whole of `buffer`.
 pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
     wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() }
 }

@@ -9,12 +9,16 @@ use bytemuck::{Pod, Zeroable};
 
 use super::buffers::{entry, floats_of, padded_size, staging, storage_input, storage_output, uniform};
 use super::kernels::{ErrorCapture, COST_TABLE};
-use super::limits::split_runs;
+use super::limits::Footprint;
+use super::quantize::in_f16_range;
 use super::readback::read_staging;
 use super::{GpuContext, GpuError};
 use crate::allocate::CostTable;
 use crate::budget::triplet_cost_bits;
 use crate::svd::Triplets;
+
+/// Workgroup size of `cost_table.wgsl`.
+const WORKGROUP_SIZE: u64 = 64;
 
 /// Candidate widths the kernel's parameter block holds.
 const MAX_WIDTHS: usize = 16;
@@ -35,13 +39,14 @@ struct Params {
 
 /// Builds the cost table of `triplets` for their `[m, n]` matrix over `widths`, on the GPU.
 ///
-/// Fails when there are more than 16 widths, a width is above 8, the
-/// triplets' shapes disagree, or an entry is not finite.
+/// Fails when there are no widths or more than 16, a width is above 8, the
+/// triplets' shapes disagree, σ is not finite, or a vector entry is NaN or beyond ±65504.
 pub async fn cost_table(ctx: &GpuContext, triplets: &Triplets, widths: &[u8]) -> Result<CostTable, GpuError> {
     check_inputs(triplets, widths)?;
     let (m, n, k) = (triplets.u.nrows(), triplets.v.nrows(), triplets.sigma.len());
-    let per_triplet_bytes = 4 * m.max(n) as u64;
-    let ends = split_runs(std::iter::repeat_n(per_triplet_bytes, k), ctx.tiling().max_binding_bytes, COST_TABLE, "triplet")?;
+    // Each triplet takes its longer vector in the largest buffer, and a workgroup per width.
+    let footprint = Footprint { bytes: 4 * m.max(n) as u64, invocations: WORKGROUP_SIZE * widths.len() as u64 };
+    let ends = ctx.tiling().split_runs(std::iter::repeat_n(footprint, k), WORKGROUP_SIZE, COST_TABLE, "triplet")?;
 
     let mut error = Vec::with_capacity(k * widths.len());
     let mut start = 0;
@@ -70,13 +75,13 @@ fn check_inputs(triplets: &Triplets, widths: &[u8]) -> Result<(), GpuError> {
     if triplets.u.ncols() != k || triplets.v.ncols() != k {
         return Err(invalid(format!("{k} singular values but U has {} columns and V has {}", triplets.u.ncols(), triplets.v.ncols())));
     }
-    if let Some(i) = triplets.sigma.iter().position(|s| !s.is_finite()) {
-        return Err(invalid(format!("singular value {i} is {}, not a finite number", triplets.sigma[i])));
+    if let Some(i) = triplets.sigma.iter().position(|s| !(s * s).is_finite()) {
+        return Err(invalid(format!("singular value {i} is {}, whose square is not a finite f32", triplets.sigma[i])));
     }
     for i in 0..k {
         for (name, column) in [("u", triplets.u.col_as_slice(i)), ("v", triplets.v.col_as_slice(i))] {
-            if let Some(j) = column.iter().position(|x| !x.is_finite()) {
-                return Err(invalid(format!("entry {j} of {name}_{i} is {}, not a finite number", column[j])));
+            if let Some(j) = column.iter().position(|x| !in_f16_range(*x)) {
+                return Err(invalid(format!("entry {j} of {name}_{i} is {}, outside the finite f16 range ±65504 that stored minimums need", column[j])));
             }
         }
     }

@@ -10,7 +10,7 @@ use faer::Mat;
 
 use super::buffers::{entry, f16_words, floats_of, padded_size, staging, storage_input, storage_output, uniform, words_of};
 use super::kernels::{ErrorCapture, DEQUANTIZE};
-use super::limits::split_runs;
+use super::limits::Footprint;
 use super::readback::read_staging;
 use super::{GpuContext, GpuError};
 use crate::packed::{Factors, PackedMatrix};
@@ -43,9 +43,9 @@ pub async fn dequantize(ctx: &GpuContext, packed: &PackedMatrix) -> Result<Facto
     let (m, n, k) = (packed.rows, packed.cols, packed.widths.len());
     let mut factors = Factors { u: Mat::zeros(m, k), v: Mat::zeros(n, k), sigma: packed.sigma.clone() };
 
-    // Runs of triplets whose dequantized entries fit one storage binding.
-    let per_triplet_bytes = 4 * (m + n) as u64;
-    let ends = split_runs(std::iter::repeat_n(per_triplet_bytes, k), ctx.tiling().max_binding_bytes, DEQUANTIZE, "triplet")?;
+    // Runs of triplets whose dequantized entries fit one binding, one invocation per entry.
+    let footprint = Footprint { bytes: 4 * (m + n) as u64, invocations: (m + n) as u64 };
+    let ends = ctx.tiling().split_runs(std::iter::repeat_n(footprint, k), WORKGROUP_SIZE, DEQUANTIZE, "triplet")?;
     let mut start = 0;
     let mut first_bit = 0u64;
     for end in ends {

@@ -119,7 +119,7 @@ impl Kernel {
     }
 }
 
-/// The layout entry of binding `binding` of kind `slot`, visible to compute shaders.
+/// Builds the layout entry of binding `binding` of kind `slot`, visible to compute shaders.
 fn layout_entry(binding: u32, slot: Slot) -> wgpu::BindGroupLayoutEntry {
     let ty = match slot {
         Slot::Input => wgpu::BufferBindingType::Storage { read_only: true },

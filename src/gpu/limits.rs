@@ -21,7 +21,7 @@ use super::GpuError;
 /// Cap on the bytes of one storage binding: 256 MiB is 2^31 bits, so a bit position in it fits a u32.
 pub const MAX_BINDING_BYTES: u64 = 256 << 20;
 
-/// How large inputs are tiled on one device.
+/// Tile limits of one device: binding size and grid size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
     /// Bytes one storage binding (and so one tile's buffer) may cover.
@@ -40,7 +40,7 @@ pub struct Grid {
 }
 
 impl Tiling {
-    /// The tiling for a device with `limits`.
+    /// Derives the tiling of a device from its `limits`.
     pub fn from_limits(limits: &wgpu::Limits) -> Tiling {
         let binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(MAX_BINDING_BYTES);
         Tiling { max_binding_bytes: binding, max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension }
@@ -59,10 +59,10 @@ impl Tiling {
         self.max_binding_bytes / element_bytes
     }
 
-    /// A 2-D grid of at least `workgroups` workgroups, x filled first.
+    /// Chooses a 2-D grid of at least `workgroups` workgroups, x filled first.
     ///
-    /// Fails when even a square grid at the per-dimension limit is too small;
-    /// the tiles the callers cut are always far below that.
+    /// Fails when even a square grid at the per-dimension limit is too small.
+    /// Callers cut their runs with [`Tiling::split_runs`], which keeps below that.
     pub fn grid(&self, workgroups: u64, kernel: &'static str) -> Result<Grid, GpuError> {
         let max = self.max_workgroups_per_dimension as u64;
         let x = workgroups.clamp(1, max);
@@ -77,32 +77,60 @@ impl Tiling {
     }
 }
 
-/// Splits `sizes` into consecutive runs whose `sizes` sum to at most `capacity` each.
-///
-/// Returns the end index of each run. Fails on an item larger than `capacity`
-/// alone, naming its index with `what`.
-pub fn split_runs(sizes: impl Iterator<Item = u64>, capacity: u64, kernel: &'static str, what: &str) -> Result<Vec<usize>, GpuError> {
-    let mut ends = Vec::new();
-    let mut filled = 0u64;
-    let mut count = 0usize;
-    for (index, size) in sizes.enumerate() {
-        if size > capacity {
-            return Err(GpuError::InvalidInput {
-                kernel,
-                message: format!("{what} {index} needs {size} bytes in one storage binding, above the {capacity}-byte limit"),
-            });
-        }
-        if filled + size > capacity {
-            ends.push(index);
-            filled = 0;
-        }
-        filled += size;
-        count = index + 1;
+/// Resources one item (a vector, a triplet) takes in a dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Bytes it takes in the largest buffer of the dispatch.
+    pub bytes: u64,
+    /// Invocations it takes in the dispatch.
+    pub invocations: u64,
+}
+
+impl Tiling {
+    /// Invocations one dispatch can hold: a full square grid of `workgroup_size`-invocation workgroups.
+    pub fn invocations_per_dispatch(&self, workgroup_size: u64) -> u64 {
+        let max = self.max_workgroups_per_dimension as u64;
+        max * max * workgroup_size
     }
-    if count > 0 && ends.last() != Some(&count) {
-        ends.push(count);
+
+    /// Splits `items` into consecutive runs that each fit one binding and one grid.
+    ///
+    /// Returns the end index of each run. Fails on an item that does not fit
+    /// alone, naming its index with `what`.
+    pub fn split_runs(
+        &self,
+        items: impl Iterator<Item = Footprint>,
+        workgroup_size: u64,
+        kernel: &'static str,
+        what: &str,
+    ) -> Result<Vec<usize>, GpuError> {
+        let capacity = Footprint { bytes: self.max_binding_bytes, invocations: self.invocations_per_dispatch(workgroup_size) };
+        let mut ends = Vec::new();
+        let mut filled = Footprint { bytes: 0, invocations: 0 };
+        let mut count = 0usize;
+        for (index, item) in items.enumerate() {
+            if item.bytes > capacity.bytes || item.invocations > capacity.invocations {
+                return Err(GpuError::InvalidInput {
+                    kernel,
+                    message: format!(
+                        "{what} {index} needs {} bytes and {} invocations in one dispatch, above the limits of {} bytes and {} invocations",
+                        item.bytes, item.invocations, capacity.bytes, capacity.invocations
+                    ),
+                });
+            }
+            if filled.bytes + item.bytes > capacity.bytes || filled.invocations + item.invocations > capacity.invocations {
+                ends.push(index);
+                filled = Footprint { bytes: 0, invocations: 0 };
+            }
+            filled.bytes += item.bytes;
+            filled.invocations += item.invocations;
+            count = index + 1;
+        }
+        if count > 0 && ends.last() != Some(&count) {
+            ends.push(count);
+        }
+        Ok(ends)
     }
-    Ok(ends)
 }
 
 #[cfg(test)]
@@ -139,16 +167,29 @@ mod tests {
         assert_eq!(Tiling::from_limits(&wgpu::Limits::default()).max_binding_bytes, 128 << 20);
     }
 
+    fn bytes(sizes: &[u64]) -> impl Iterator<Item = Footprint> + '_ {
+        sizes.iter().map(|&bytes| Footprint { bytes, invocations: 1 })
+    }
+
     #[test]
-    fn runs_split_at_capacity() {
-        let ends = split_runs([4u64, 4, 4, 8, 1].into_iter(), 8, "test", "vector").unwrap();
-        assert_eq!(ends, vec![2, 3, 4, 5]);
-        assert_eq!(split_runs(std::iter::empty(), 8, "test", "vector").unwrap(), Vec::<usize>::new());
+    fn runs_split_at_binding_size() {
+        let tiling = Tiling { max_binding_bytes: 8, max_workgroups_per_dimension: 65535 };
+        assert_eq!(tiling.split_runs(bytes(&[4, 4, 4, 8, 1]), 64, "test", "vector").unwrap(), vec![2, 3, 4, 5]);
+        assert_eq!(tiling.split_runs(bytes(&[]), 64, "test", "vector").unwrap(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn runs_split_at_grid_size() {
+        // A 2 × 2 grid of 64-invocation workgroups has room for 256 invocations.
+        let tiling = Tiling { max_binding_bytes: 1 << 20, max_workgroups_per_dimension: 2 };
+        let items = [100u64, 100, 100, 256].map(|invocations| Footprint { bytes: 4, invocations });
+        assert_eq!(tiling.split_runs(items.into_iter(), 64, "test", "triplet").unwrap(), vec![2, 3, 4]);
     }
 
     #[test]
     fn runs_reject_oversized_item() {
-        let error = split_runs([4u64, 9].into_iter(), 8, "test", "vector").unwrap_err();
+        let tiling = Tiling { max_binding_bytes: 8, max_workgroups_per_dimension: 65535 };
+        let error = tiling.split_runs(bytes(&[4, 9]), 64, "test", "vector").unwrap_err();
         assert!(error.to_string().contains("vector 1"), "{error}");
     }
 }

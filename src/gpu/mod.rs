@@ -17,8 +17,15 @@
 //!
 //! The bit-exact kernels compute f16 rounding and division in integer
 //! arithmetic (`shaders/quant_common.wgsl`), because WGSL leaves both looser
-//! than IEEE 754. Inputs must be finite, and their intermediate values must
-//! not be f32 subnormals, which a GPU may flush to zero where the CPU keeps them.
+//! than IEEE 754. Their inputs must lie within ±65504, so that every stored
+//! minimum is a finite f16; the functions check this and return
+//! [`GpuError::InvalidInput`] otherwise.
+//!
+//! NOTE: Exactness also assumes that no squared error or difference is an f32
+//! subnormal (below 1.2e-38), because a GPU may flush those to zero where the
+//! CPU keeps them. The minimum of a group that contains both +0 and −0 is the
+//! first zero on the GPU, as with Rust's `f32::min` on x86-64; other CPU targets
+//! may store the other sign, with the same value, codes and errors.
 
 mod buffers;
 mod cost_table;
@@ -67,7 +74,7 @@ pub enum GpuError {
     InvalidInput {
         /// Kernel name, the `.wgsl` file without its extension.
         kernel: &'static str,
-        /// What is wrong with the input, with the value and the limit.
+        /// Description of the invalid value, with the value and the limit.
         message: String,
     },
 }
@@ -147,7 +154,7 @@ impl GpuContext {
         Ok(GpuContext { adapter_info: adapter.get_info(), instance, adapter, device, queue, limits, tiling, kernels })
     }
 
-    /// The tiling of large inputs, derived from the device limits.
+    /// Returns the tiling of large inputs, derived from the device limits unless [`Self::set_tiling`] lowered it.
     pub fn tiling(&self) -> Tiling {
         self.tiling
     }
@@ -159,7 +166,7 @@ impl GpuContext {
         self.tiling = tiling.clamped_to(&Tiling::from_limits(&self.limits));
     }
 
-    /// A one-line description of the adapter, for logs and test output.
+    /// Describes the adapter in one line (name, backend, driver), for logs and test output.
     pub fn describe(&self) -> String {
         format!("{} ({:?}, {})", self.adapter_info.name, self.adapter_info.backend, self.adapter_info.driver_info)
     }

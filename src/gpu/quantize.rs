@@ -11,7 +11,7 @@ use half::f16;
 
 use super::buffers::{entry, floats_of, padded_size, staging, storage_input, storage_output, uniform, words_of};
 use super::kernels::{ErrorCapture, QUANTIZE};
-use super::limits::split_runs;
+use super::limits::Footprint;
 use super::readback::read_staging;
 use super::{GpuContext, GpuError};
 use crate::quant::quantizer::group_count;
@@ -66,14 +66,19 @@ const GROUP_RESULT_WORDS: usize = 3;
 
 /// Quantizes `vectors[i]` at `widths[i]` bits (1 to 8) on the GPU.
 ///
-/// Fails when the lengths differ, a width is outside 1..=8, an entry is not
-/// finite, or one vector alone does not fit one storage binding. Large
+/// Fails when the lengths differ, a width is outside 1..=8, an entry is NaN
+/// or beyond ±65504 (see [`in_f16_range`]), or one vector alone does not fit
+/// one storage binding. Large
 /// batches are split into chunks that fit, one dispatch pair each.
 pub async fn quantize_batch(ctx: &GpuContext, vectors: &[&[f32]], widths: &[u8]) -> Result<Vec<QuantizedWithError>, GpuError> {
     check_inputs(vectors, widths)?;
-    let capacity = ctx.tiling().max_binding_bytes;
-    let device_bytes = |x: &&[f32]| (4 * x.len() as u64).max(CODE_BYTES_PER_GROUP * group_count(x.len()) as u64);
-    let ends = split_runs(vectors.iter().map(device_bytes), capacity, QUANTIZE, "vector")?;
+    // Each vector takes its entries or its codes in the largest buffer, and an
+    // invocation per group (at least one, for `sum_vector_errors`).
+    let footprint = |x: &&[f32]| Footprint {
+        bytes: (4 * x.len() as u64).max(CODE_BYTES_PER_GROUP * group_count(x.len()) as u64),
+        invocations: group_count(x.len()).max(1) as u64,
+    };
+    let ends = ctx.tiling().split_runs(vectors.iter().map(footprint), WORKGROUP_SIZE, QUANTIZE, "vector")?;
 
     let mut results = Vec::with_capacity(vectors.len());
     let mut start = 0;
@@ -82,6 +87,15 @@ pub async fn quantize_batch(ctx: &GpuContext, vectors: &[&[f32]], widths: &[u8])
         start = end;
     }
     Ok(results)
+}
+
+/// Returns whether `x` is a finite number within the finite f16 range.
+///
+/// A group minimum beyond that range is stored as an infinite f16, and WGSL
+/// lets implementations assume that no infinity occurs, so such inputs stay
+/// on the CPU path. Singular vectors, of unit norm, are far inside it.
+pub(crate) fn in_f16_range(x: f32) -> bool {
+    x.abs() <= f16::MAX.to_f32()
 }
 
 /// Rejects inputs the kernel cannot take.
@@ -94,8 +108,8 @@ fn check_inputs(vectors: &[&[f32]], widths: &[u8]) -> Result<(), GpuError> {
         return Err(invalid(format!("vector {i} has width {w}, outside 1..=8")));
     }
     for (i, x) in vectors.iter().enumerate() {
-        if let Some(j) = x.iter().position(|v| !v.is_finite()) {
-            return Err(invalid(format!("entry {j} of vector {i} is {}, not a finite number", x[j])));
+        if let Some(j) = x.iter().position(|v| !in_f16_range(*v)) {
+            return Err(invalid(format!("entry {j} of vector {i} is {}, outside the finite f16 range ±65504 that stored minimums need", x[j])));
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! done. Natively the callback runs inside `device.poll`, which this helper
 //! calls and which blocks until then. In the browser, polling does nothing and
 //! the callback runs from the JavaScript event loop, so the helper must yield
-//! to it; awaiting a oneshot channel does both with one piece of code.
+//! to it. Awaiting a oneshot channel works in both cases with one piece of code.
 
 use futures_channel::oneshot;
 
@@ -19,7 +19,7 @@ pub(crate) async fn read_staging(ctx: &GpuContext, staging: &wgpu::Buffer, kerne
     let slice = staging.slice(..);
     let (sender, receiver) = oneshot::channel();
     slice.map_async(wgpu::MapMode::Read, move |result| {
-        // The receiver is only gone when the caller was dropped, and then nobody needs the result.
+        // The receiver is only gone when the caller's future was dropped, so the result is no longer needed.
         let _ = sender.send(result);
     });
 

@@ -3,8 +3,8 @@
 //!
 //! The output is cut into tiles of rows and columns so that each tile, and
 //! the blocks of Û and V̂ it reads, fit one storage binding and at most 65535
-//! workgroups per grid dimension; a block of rows may be far larger than one
-//! binding. The GPU adds the rank products in order j = 0, 1, …, while the CPU
+//! workgroups per grid dimension. A requested block of rows may be far larger
+//! than one binding. The GPU adds the rank products in order j = 0, 1, …, while the CPU
 //! product (faer) blocks and fuses them, so the two agree to within rounding,
 //! not bit for bit.
 
@@ -29,7 +29,7 @@ struct Params {
     padding: u32,
 }
 
-/// Rows `start..start + count` of `Δ̂ = Û diag(σ) V̂ᵀ`, row-major `[count, n]`, computed on the GPU.
+/// Computes rows `start..start + count` of `Δ̂ = Û diag(σ) V̂ᵀ` on the GPU, row-major `[count, n]`.
 pub async fn reconstruct_rows(ctx: &GpuContext, factors: &Factors, start: usize, count: usize) -> Result<Vec<f32>, GpuError> {
     let (m, n, k) = (factors.u.nrows(), factors.v.nrows(), factors.sigma.len());
     check_inputs(factors, start, count)?;
@@ -57,7 +57,7 @@ pub async fn reconstruct_rows(ctx: &GpuContext, factors: &Factors, start: usize,
     Ok(out)
 }
 
-/// `‖Δ − Δ̂‖²` against a row-major delta `[m, n]`, reconstructing blocks of rows on the GPU and summing in f64.
+/// Computes `‖Δ − Δ̂‖²` against a row-major delta `[m, n]`, reconstructing blocks of rows on the GPU and summing in f64.
 pub async fn squared_error(ctx: &GpuContext, factors: &Factors, delta: &[f32]) -> Result<f64, GpuError> {
     let (m, n) = (factors.u.nrows(), factors.v.nrows());
     if delta.len() != m * n {
@@ -74,7 +74,7 @@ pub async fn squared_error(ctx: &GpuContext, factors: &Factors, delta: &[f32]) -
     Ok(total)
 }
 
-/// Rejects requests the factors cannot answer.
+/// Rejects row ranges outside the factors and factors whose shapes disagree.
 fn check_inputs(factors: &Factors, start: usize, count: usize) -> Result<(), GpuError> {
     let invalid = |message: String| GpuError::InvalidInput { kernel: RECONSTRUCT, message };
     let (m, k) = (factors.u.nrows(), factors.sigma.len());
@@ -87,7 +87,7 @@ fn check_inputs(factors: &Factors, start: usize, count: usize) -> Result<(), Gpu
     Ok(())
 }
 
-/// Rows and columns of one output tile for `count` rows of an `[_, n]` reconstruction of rank `k`.
+/// Chooses the rows and columns of one output tile for `count` rows of an `[_, n]` reconstruction of rank `k`.
 fn tile_shape(ctx: &GpuContext, count: usize, n: usize, k: usize) -> Result<(usize, usize), GpuError> {
     let tiling = ctx.tiling();
     let elements = tiling.elements_per_binding(4) as usize;
@@ -107,7 +107,7 @@ fn tile_shape(ctx: &GpuContext, count: usize, n: usize, k: usize) -> Result<(usi
     Ok((rows, cols))
 }
 
-/// Rows `first..first + count` of a column-major factor, row-major `[count, k]`.
+/// Copies rows `first..first + count` of a column-major factor into a row-major `[count, k]` block.
 fn rows_of(factor: &faer::Mat<f32>, first: usize, count: usize) -> Vec<f32> {
     let k = factor.ncols();
     let mut block = vec![0.0f32; count * k];

@@ -13,7 +13,7 @@ use crate::cost::build_cost_table;
 use crate::error::{Error, Result};
 use crate::packed::PackedMatrix;
 use crate::quant::{dequantize_into, quantize, QuantizedVector};
-use crate::svd::{top_triplets, Triplets};
+use crate::svd::{top_triplets, SvdPolicy, Triplets};
 
 /// Columns of `U*` quantized between two matrix-product updates in the error feedback.
 const FEEDBACK_BLOCK: usize = 64;
@@ -25,17 +25,43 @@ const RIDGE_RELATIVE: f32 = 1e-6;
 pub type StageCallback<'a> = &'a mut dyn FnMut(&str);
 
 /// Compresses one `[m, n]` delta (row-major) with ADAMIX within `budget_bits`.
-pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, stage: StageCallback) -> Result<EncodedMatrix> {
+pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, stage: StageCallback) -> Result<EncodedMatrix> {
     let delta_ref = MatRef::from_row_major_slice(delta, m, n);
     let r_max = crate::budget::max_rank(m, n, widths, budget_bits);
+    let mut candidates = initial_candidates(m, n, widths, budget_bits, r_max, policy);
+    loop {
+        stage("svd");
+        let triplets = top_triplets(delta_ref, candidates, policy, tensor)?;
 
-    stage("svd");
-    let triplets = top_triplets(delta_ref, r_max, tensor)?;
+        stage("cost table");
+        let table = build_cost_table(&triplets, widths);
 
-    stage("cost table");
-    let table = build_cost_table(&triplets, widths);
+        // The candidates suffice when the allocation drops the tail of them:
+        // smaller singular values are worth less per bit, so none beyond
+        // would be kept. Otherwise retry with twice as many.
+        stage("allocate");
+        let allocation = allocate(&table, budget_bits, None)
+            .map_err(|e| Error::Numerical { tensor: tensor.into(), message: format!("bit allocation failed: {e}") })?;
+        let kept_end = allocation.width_of.iter().rposition(|&w| w > 0).map_or(0, |i| i + 1);
+        if candidates >= r_max || (kept_end as f64) < TAIL_SHARE * candidates as f64 {
+            return encode_allocated(tensor, delta_ref, &triplets, allocation.width_of, stage);
+        }
+        candidates = (2 * candidates).min(r_max);
+    }
+}
 
-    encode_with_table(tensor, delta_ref, &triplets, &table, budget_bits, stage)
+/// Share of the candidates below which the last kept triplet must lie for the candidate set to suffice.
+const TAIL_SHARE: f64 = 0.9;
+
+/// The first number of candidate triplets: all of them for a full SVD, else as many as fit at 2 bits.
+fn initial_candidates(m: usize, n: usize, widths: &[u8], budget_bits: u64, r_max: usize, policy: SvdPolicy) -> usize {
+    let cheap_width = widths.iter().copied().find(|&w| w >= 2).unwrap_or(1);
+    let guess = (budget_bits / crate::budget::triplet_cost_bits(m, n, cheap_width)) as usize;
+    if policy == SvdPolicy::Full || m.min(n) <= crate::svd::FULL_SVD_MAX_SIDE {
+        r_max
+    } else {
+        guess.clamp(1, r_max.max(1))
+    }
 }
 
 /// Allocates widths from a cost table and quantizes; `triplets` and `table` may cover more triplets than fit.
@@ -50,7 +76,13 @@ pub fn encode_with_table(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triple
     stage("allocate");
     let Allocation { width_of, .. } = allocate(&table, budget_bits, None)
         .map_err(|e| Error::Numerical { tensor: tensor.into(), message: format!("bit allocation failed: {e}") })?;
+    encode_allocated(tensor, delta, triplets, width_of, stage)
+}
 
+/// Quantizes V, corrects and quantizes U, and packs, for a given allocation over the leading triplets.
+fn encode_allocated(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, width_of: Vec<u8>, stage: StageCallback) -> Result<EncodedMatrix> {
+    let (m, n) = (delta.nrows(), delta.ncols());
+    let r_max = width_of.len();
     stage("quantize");
     let kept: Vec<usize> = (0..width_of.len()).filter(|&i| width_of[i] > 0).collect();
     let kept_widths: Vec<u8> = kept.iter().map(|&i| width_of[i]).collect();

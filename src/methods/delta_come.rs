@@ -12,7 +12,7 @@ use super::EncodedMatrix;
 use crate::budget::triplet_cost_bits;
 use crate::error::Result;
 use crate::packed::PackedMatrix;
-use crate::svd::top_triplets;
+use crate::svd::{top_triplets, SvdPolicy};
 
 /// The fixed split: `(width, triplets)` in rank order; the last tier takes what fits.
 pub const TIERS: [(u8, usize); 3] = [(8, 2), (3, 32), (2, usize::MAX)];
@@ -35,10 +35,10 @@ pub fn fixed_allocation(m: usize, n: usize, budget_bits: u64) -> Vec<u8> {
 }
 
 /// Compresses `delta` (`[m, n]`, row-major) with the fixed split within `budget_bits`.
-pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, budget_bits: u64, stage: &mut dyn FnMut(&str)) -> Result<EncodedMatrix> {
+pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, budget_bits: u64, policy: SvdPolicy, stage: &mut dyn FnMut(&str)) -> Result<EncodedMatrix> {
     let allocation = fixed_allocation(m, n, budget_bits);
     stage("svd");
-    let triplets = top_triplets(MatRef::from_row_major_slice(delta, m, n), allocation.len(), tensor)?;
+    let triplets = top_triplets(MatRef::from_row_major_slice(delta, m, n), allocation.len(), policy, tensor)?;
     stage("quantize");
     let kept: Vec<usize> = (0..allocation.len()).collect();
     let (v_parts, _) = quantize_columns(&triplets.v, &kept, &allocation);

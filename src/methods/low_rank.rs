@@ -9,7 +9,7 @@ use half::f16;
 use super::EncodedMatrix;
 use crate::budget::SIGMA_BITS;
 use crate::error::Result;
-use crate::svd::top_triplets;
+use crate::svd::{top_triplets, SvdPolicy};
 
 /// Stored bits of one f16 triplet of an `[m, n]` matrix.
 pub fn triplet_bits(m: usize, n: usize) -> u64 {
@@ -17,10 +17,10 @@ pub fn triplet_bits(m: usize, n: usize) -> u64 {
 }
 
 /// Keeps the top triplets of `delta` (`[m, n]`, row-major) in f16 within `budget_bits`.
-pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, budget_bits: u64, stage: &mut dyn FnMut(&str)) -> Result<EncodedMatrix> {
+pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, budget_bits: u64, policy: SvdPolicy, stage: &mut dyn FnMut(&str)) -> Result<EncodedMatrix> {
     let rank = ((budget_bits / triplet_bits(m, n)) as usize).min(m.min(n));
     stage("svd");
-    let triplets = top_triplets(MatRef::from_row_major_slice(delta, m, n), rank, tensor)?;
+    let triplets = top_triplets(MatRef::from_row_major_slice(delta, m, n), rank, policy, tensor)?;
     stage("quantize");
     let to_f16 = |column: &[f32]| column.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
     let u = (0..rank).flat_map(|i| to_f16(triplets.u.col_as_slice(i))).collect();

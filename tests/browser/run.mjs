@@ -2,15 +2,17 @@
 //
 //   node tests/browser/run.mjs
 //
-// Needs: www/pkg/adamix.js (scripts/build-web.sh), the demo pair in www/demo/
-// (scripts/fetch-demo.sh), the native CLI target/release/adamix
-// (cargo build --release) and /usr/bin/chromium (scripts/setup.sh).
+// Needs: www/pkg/adamix.js and www/vendor/plotly.min.js (scripts/build-web.sh),
+// the demo pair in www/demo/ (scripts/fetch-demo.sh), the native CLI
+// target/release/adamix (cargo build --release) and /usr/bin/chromium
+// (scripts/setup.sh).
 // ADAMIX_TEST_TIMEOUT_S sets the time limit in seconds of one compression of
 // the demo pair (default 600).
 //
 // Prints one PASS or FAIL line per check and exits with status 1 if any check
-// failed. The screenshot of the finished results goes to
-// test-results/compress.png.
+// failed. Screenshots go to test-results/: compress.png (one compression) and
+// preview.png (the whole page after Compare all methods and the budget
+// explorer).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,13 +29,25 @@ const BASE_PATH = path.join(REPO_ROOT, 'www/demo/base.safetensors');
 const FINETUNED_PATH = path.join(REPO_ROOT, 'www/demo/finetuned.safetensors');
 const CLI_PATH = path.join(REPO_ROOT, 'target/release/adamix');
 const WASM_BINDINGS_PATH = path.join(REPO_ROOT, 'www/pkg/adamix.js');
+const PLOTLY_PATH = path.join(REPO_ROOT, 'www/vendor/plotly.min.js');
 const SCREENSHOT_PATH = path.join(REPO_ROOT, 'test-results/compress.png');
+const PREVIEW_PATH = path.join(REPO_ROOT, 'test-results/preview.png');
+
+const METHODS = ['adamix', 'delta-come', 'low-rank', 'bitdelta'];
 
 const RATIO = 1 / 16;
 // Tolerances of the checks.
 const REL_ERROR_TOLERANCE = 1e-4;
 const SIZE_SLACK = 1.02;
 const MAX_REL_ERROR_TOTAL = 0.48;
+// ADAMIX's overall error must be at least this fraction below the best
+// baseline's at 1/16.
+const MIN_ADAMIX_MARGIN = 0.10;
+// An explorer solve must match a full compression at the same ratio within
+// this relative difference, per tensor and overall.
+const EXPLORER_TOLERANCE = 1e-6;
+// Slider positions of the budget explorer (index into its list of ratios).
+const SLIDER_POSITIONS = { '1/32': { index: 4, ratio: 1 / 32 }, '1/16': { index: 8, ratio: 1 / 16 }, '1/8': { index: 12, ratio: 1 / 8 } };
 
 const RUN_TIMEOUT_MS = Number(process.env.ADAMIX_TEST_TIMEOUT_S ?? 600) * 1000;
 // A bad input must be rejected within this time, or the page counts as hung.
@@ -82,10 +96,20 @@ async function part(name, body) {
 
 const DONE_OR_ERROR = '#status[data-state="done"], #status[data-state="error"]';
 
+// Requests of any page to somewhere other than the test server, which must
+// stay empty: the page may load nothing from another host.
+const foreignRequests = [];
+
 async function openPage(context, serverUrl, consoleLines) {
   const page = await context.newPage();
   page.on('console', (message) => consoleLines.push(`console.${message.type()}: ${message.text()}`));
   page.on('pageerror', (error) => consoleLines.push(`page error: ${error.message}`));
+  page.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith(serverUrl) && !url.startsWith('blob:') && !url.startsWith('data:')) {
+      foreignRequests.push(url);
+    }
+  });
   await page.goto(serverUrl);
   return page;
 }
@@ -359,6 +383,388 @@ async function testBadInput(context, serverUrl, consoleLines, testCase) {
   await page.close();
 }
 
+// ---- Compare mode, budget explorer and exports ----
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function relativeDifference(value, reference) {
+  return Math.abs(value - reference) / Math.max(Math.abs(reference), 1e-30);
+}
+
+// Clicks `selector` and returns the `count` downloads it starts, in order.
+async function clickForDownloads(page, selector, count, timeoutMs) {
+  const downloads = [];
+  const done = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${selector} started ${downloads.length} of ${count} downloads within ${timeoutMs / 1000} s`)), timeoutMs);
+    const onDownload = (download) => {
+      downloads.push(download);
+      if (downloads.length === count) {
+        clearTimeout(timer);
+        page.off('download', onDownload);
+        resolve(downloads);
+      }
+    };
+    page.on('download', onDownload);
+  });
+  await page.click(selector);
+  return done;
+}
+
+async function saveDownload(download, directory) {
+  const file = path.join(directory, download.suggestedFilename());
+  await download.saveAs(file);
+  return file;
+}
+
+// Returns {method: {relError, bytes, withinBudget}} from the Compare table.
+async function compareTableRows(page) {
+  const rows = await page.$$eval('#compare-table tbody tr[data-method]', (trs) => trs.map((tr) => ({
+    method: tr.dataset.method,
+    relError: tr.dataset.relError === undefined ? null : Number(tr.dataset.relError),
+    bytes: tr.dataset.bytes === undefined ? null : Number(tr.dataset.bytes),
+    withinBudget: tr.dataset.withinBudget,
+    best: tr.classList.contains('best'),
+  })));
+  return new Map(rows.map((row) => [row.method, row]));
+}
+
+// Returns the plot's trace count and the texts of its title and axis titles.
+async function plotInfo(page, id) {
+  return page.$eval(`#${id}`, (element) => ({
+    traces: element.data?.length ?? 0,
+    title: element.layout?.title?.text ?? '',
+    xTitle: element.layout?.xaxis?.title?.text ?? '',
+    yTitle: element.layout?.yaxis?.title?.text ?? '',
+    showLegend: element.layout?.showlegend,
+  }));
+}
+
+async function testCompareMode(page, f16Size) {
+  await page.setInputFiles('#base-input', BASE_PATH);
+  await page.setInputFiles('#finetuned-input', FINETUNED_PATH);
+  await page.selectOption('#ratio', String(RATIO));
+  await page.selectOption('#method', 'adamix');
+  await page.click('#compare');
+  check('Compare disables the buttons while running', await page.isDisabled('#compress') && await page.isDisabled('#compare'));
+
+  const started = Date.now();
+  const { state, error } = await waitForRunEnd(page, METHODS.length * RUN_TIMEOUT_MS);
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (!check('Compare all methods finishes', state === 'done', `state ${state}, ${seconds} s${error ? `, error: ${error}` : ''}`)) {
+    return null;
+  }
+  console.log(`status: ${await page.textContent('#status')}`);
+
+  const rows = await compareTableRows(page);
+  check('Compare table has one row per method', rows.size === METHODS.length && METHODS.every((method) => rows.has(method)),
+    [...rows.keys()].join(', '));
+  const limit = SIZE_SLACK * RATIO * f16Size;
+  for (const method of METHODS) {
+    const row = rows.get(method);
+    if (!row || row.bytes === null) {
+      check(`${method}: has a result`, false);
+      continue;
+    }
+    console.log(`  ${method.padEnd(10)} ${String(row.bytes).padStart(9)} bytes  relative error ${row.relError.toFixed(6)}`);
+    check(`${method}: file is within ${SIZE_SLACK} × 1/16 of the f16 fine-tune`, row.bytes <= limit,
+      `${row.bytes} bytes, limit ${Math.floor(limit)}`);
+    check(`${method}: page shows within budget`, row.withinBudget === 'true', row.withinBudget);
+  }
+
+  const adamix = rows.get('adamix');
+  const baselines = METHODS.filter((method) => method !== 'adamix' && rows.get(method)?.relError !== null);
+  const nextBest = baselines.reduce((best, method) => (best === null || rows.get(method).relError < rows.get(best).relError ? method : best), null);
+  if (adamix?.relError !== null && nextBest) {
+    const margin = (rows.get(nextBest).relError - adamix.relError) / rows.get(nextBest).relError;
+    check('ADAMIX has the lowest relative error', baselines.every((method) => adamix.relError < rows.get(method).relError),
+      `ADAMIX ${adamix.relError.toFixed(4)}, next best ${nextBest} ${rows.get(nextBest).relError.toFixed(4)}`);
+    check(`ADAMIX's error is at least ${MIN_ADAMIX_MARGIN * 100}% below the next best`, margin >= MIN_ADAMIX_MARGIN,
+      `${(margin * 100).toFixed(1)}% below ${nextBest}`);
+    check('the lowest error is highlighted', adamix.best && baselines.every((method) => !rows.get(method).best));
+    const note = await page.textContent('#compare-note');
+    check('the page states the reduction in percent', note.includes(`${(margin * 100).toFixed(1)}%`), note);
+  }
+  await checkPlots(page, METHODS.length);
+  return rows;
+}
+
+async function checkPlots(page, errorSeries) {
+  await page.waitForSelector('#plots[data-state="ready"], #plots[data-state="error"]', { timeout: 60_000 });
+  const state = await page.getAttribute('#plots', 'data-state');
+  if (!check('plots are drawn', state === 'ready', `state ${state}: ${await page.textContent('#plots-error')}`)) {
+    return;
+  }
+  const expectedTraces = {
+    'plot-spectrum': (count) => count >= 2,
+    'plot-widths-heatmap': (count) => count === 1,
+    'plot-errors': (count) => count === errorSeries,
+    'plot-width-histogram': (count) => count >= 2,
+    'plot-bytes-by-type': (count) => count === 1,
+    'plot-method-totals': (count) => count === 1,
+  };
+  for (const [id, isExpected] of Object.entries(expectedTraces)) {
+    const info = await plotInfo(page, id);
+    check(`${id} has the expected series`, isExpected(info.traces), `traces: ${info.traces}`);
+    check(`${id} has a title and axis labels`, info.title !== '' && info.xTitle !== '' && info.yTitle !== '',
+      `"${info.title}" / x "${info.xTitle}" / y "${info.yTitle}"`);
+  }
+
+  const options = await page.$$eval('#matrix-select option', (items) => items.map((item) => item.value));
+  check('matrix select lists the compressed matrices', options.length > 10, `${options.length} matrices`);
+  const chosen = options.find((name) => name.includes('attention.self.query')) ?? options.at(-1);
+  await page.selectOption('#matrix-select', chosen);
+  await page.waitForFunction((name) => document.getElementById('plot-spectrum').layout?.title?.text?.includes(name), chosen, { timeout: 10_000 });
+  check('choosing a matrix redraws its spectrum', true, chosen);
+  const axisType = await page.$eval('#plot-spectrum', (element) => element.layout.yaxis.type);
+  check('spectrum uses a log-scale y axis', axisType === 'log', axisType);
+}
+
+async function testExports(page, temporaryDirectory) {
+  const directory = await mkdtemp(path.join(temporaryDirectory, 'exports-'));
+
+  const [report] = await clickForDownloads(page, '#download-report', 1, 30_000);
+  const reportText = await readFile(await saveDownload(report, directory), 'utf8');
+  let parsed = null;
+  try {
+    parsed = JSON.parse(reportText);
+  } catch (error) {
+    check('report parses as JSON', false, error.message);
+  }
+  if (parsed) {
+    const tableRows = await page.locator('#results tr[data-tensor]').count();
+    check('report parses as JSON', true, `${report.suggestedFilename()}, ${reportText.length} characters`);
+    check('report names the method and ratio', parsed.method === 'adamix' && parsed.ratio === RATIO,
+      `method ${parsed.method}, ratio ${parsed.ratio}`);
+    check('report has every tensor row', Array.isArray(parsed.rows) && parsed.rows.length === tableRows,
+      `${parsed.rows?.length} rows, table ${tableRows}`);
+    check('report rows carry allocations and timings',
+      parsed.rows.some((row) => Array.isArray(row.allocation) && row.allocation.length > 0)
+      && parsed.rows.every((row) => typeof row.seconds === 'number'));
+    check('report summary equals the page', String(parsed.summary?.rel_error_total) === await page.getAttribute('#summary', 'data-rel-error-total'));
+    check('report has the comparison of all methods', parsed.comparison?.methods?.length === METHODS.length,
+      `${parsed.comparison?.methods?.length} methods`);
+  }
+
+  const peftDownloads = await clickForDownloads(page, '#export-peft', 2, RUN_TIMEOUT_MS);
+  const peftNames = peftDownloads.map((download) => download.suggestedFilename()).sort();
+  check('PEFT export downloads the adapter and its config',
+    peftNames.join(',') === 'adapter_config.json,adapter_model.safetensors', peftNames.join(', '));
+  const peftFiles = new Map();
+  for (const download of peftDownloads) {
+    peftFiles.set(download.suggestedFilename(), await saveDownload(download, directory));
+  }
+  if (peftFiles.has('adapter_config.json')) {
+    const config = JSON.parse(await readFile(peftFiles.get('adapter_config.json'), 'utf8'));
+    check('adapter_config.json is a LoRA config', config.peft_type === 'LORA' && Object.keys(config.rank_pattern ?? {}).length > 0,
+      `peft_type ${config.peft_type}, ${Object.keys(config.rank_pattern ?? {}).length} modules`);
+  }
+  if (peftFiles.has('adapter_model.safetensors')) {
+    const adapter = runCli(['inspect', peftFiles.get('adapter_model.safetensors'), '--json']);
+    const names = adapter.tensors.map((tensor) => tensor.name);
+    check('CLI reads adapter_model.safetensors with LoRA tensors',
+      names.length > 0 && names.every((name) => /\.lora_[AB]\.weight$/.test(name)),
+      `${names.length} tensors, e.g. ${names[0]}`);
+  }
+  const skipped = await page.isVisible('#peft-skipped') ? await page.textContent('#peft-skipped') : '';
+  console.log(`  PEFT skipped: ${skipped.slice(0, 200)}${skipped.length > 200 ? '…' : ''}`);
+
+  const [reconstructed] = await clickForDownloads(page, '#export-reconstructed', 1, RUN_TIMEOUT_MS);
+  check('reconstructed checkpoint is named after the fine-tune',
+    reconstructed.suggestedFilename() === 'finetuned.reconstructed.safetensors', reconstructed.suggestedFilename());
+  const reconstructedPath = await saveDownload(reconstructed, directory);
+  const rebuilt = runCli(['inspect', reconstructedPath, '--json']);
+  const original = runCli(['inspect', FINETUNED_PATH, '--json']);
+  const describeTensors = (inspection) => new Map(inspection.tensors.map((tensor) => [tensor.name, `${tensor.dtype} [${tensor.shape.join(', ')}]`]));
+  const rebuiltTensors = describeTensors(rebuilt);
+  const originalTensors = describeTensors(original);
+  const differences = [...originalTensors]
+    .filter(([name, description]) => rebuiltTensors.get(name) !== description)
+    .map(([name, description]) => `${name}: fine-tune ${description}, reconstructed ${rebuiltTensors.get(name) ?? 'missing'}`);
+  for (const name of rebuiltTensors.keys()) {
+    if (!originalTensors.has(name)) {
+      differences.push(`${name}: only in the reconstructed checkpoint`);
+    }
+  }
+  check('reconstructed checkpoint has the fine-tune\'s names, shapes and dtypes', differences.length === 0,
+    differences.length === 0 ? `${rebuiltTensors.size} tensors` : differences.slice(0, 5).join('; '));
+}
+
+// Moves the explorer's slider to `position` and waits for the solve.
+// Returns {milliseconds, relTotal, rows}.
+async function moveExplorer(page, position) {
+  const { index, ratio } = SLIDER_POSITIONS[position];
+  await page.$eval('#explore-ratio', (slider, value) => {
+    slider.value = String(value);
+    slider.dispatchEvent(new Event('input', { bubbles: true }));
+  }, index);
+  await page.waitForSelector(`#explorer[data-state="solved"][data-ratio="${ratio}"], #explorer[data-state="error"]`, { timeout: RUN_TIMEOUT_MS });
+  const state = await page.getAttribute('#explorer', 'data-state');
+  if (state !== 'solved') {
+    throw new Error(`the explorer failed at ${position}: ${await page.textContent('#explore-message')}`);
+  }
+  return {
+    milliseconds: Number(await page.getAttribute('#explorer', 'data-solve-ms')),
+    relTotal: Number(await page.getAttribute('#summary', 'data-rel-error-total')),
+    rows: await pageRelativeErrors(page),
+  };
+}
+
+// Compares the shown errors of an explorer solve with those of a full
+// compression, tensor by tensor, within EXPLORER_TOLERANCE (relative).
+function compareErrors(label, explored, full) {
+  const fullErrors = new Map(full.rows.map(({ name, relError }) => [name, relError]));
+  const problems = [];
+  let worst = 0;
+  for (const { name, relError } of explored.rows) {
+    if (!fullErrors.has(name)) {
+      problems.push(`${name}: not in the full compression`);
+      continue;
+    }
+    const difference = relativeDifference(relError, fullErrors.get(name));
+    worst = Math.max(worst, difference);
+    if (!(difference <= EXPLORER_TOLERANCE)) {
+      problems.push(`${name}: explorer ${relError}, full ${fullErrors.get(name)}`);
+    }
+  }
+  check(`${label}: per-tensor errors equal a full compression within ${EXPLORER_TOLERANCE} relative`,
+    problems.length === 0 && explored.rows.length === full.rows.length,
+    problems.length === 0 ? `${explored.rows.length} tensors, largest relative difference ${worst.toExponential(2)}` : problems.slice(0, 5).join('; '));
+  check(`${label}: overall error equals a full compression within ${EXPLORER_TOLERANCE} relative`,
+    relativeDifference(explored.relTotal, full.relTotal) <= EXPLORER_TOLERANCE,
+    `explorer ${explored.relTotal}, full ${full.relTotal}`);
+}
+
+// Compresses with ADAMIX at `ratio` on a page of its own and returns the
+// shown {relTotal, rows}.
+async function fullCompression(context, serverUrl, consoleLines, ratio) {
+  const page = await openPage(context, serverUrl, consoleLines);
+  try {
+    await page.setInputFiles('#base-input', BASE_PATH);
+    await page.setInputFiles('#finetuned-input', FINETUNED_PATH);
+    await page.selectOption('#method', 'adamix');
+    await page.selectOption('#ratio', String(ratio));
+    await page.click('#compress');
+    const { state, error } = await waitForRunEnd(page, RUN_TIMEOUT_MS);
+    if (state !== 'done') {
+      throw new Error(`the full compression at ${ratio} ended in state ${state}: ${error}`);
+    }
+    return {
+      relTotal: Number(await page.getAttribute('#summary', 'data-rel-error-total')),
+      rows: await pageRelativeErrors(page),
+    };
+  } finally {
+    await page.close();
+  }
+}
+
+// Enters a target size in MB and checks that it is reported as unreachable,
+// with the smallest and largest reachable sizes, and is not solved.
+async function checkUnreachableTarget(page, label, megabytes, reachable) {
+  const solvesBefore = await page.getAttribute('#explorer', 'data-solves');
+  await page.fill('#explore-mb', megabytes.toFixed(3));
+  await page.dispatchEvent('#explore-mb', 'change');
+  await page.waitForSelector('#explorer[data-state="unreachable"]', { timeout: 10_000 });
+  const message = await page.isVisible('#explore-message') ? await page.textContent('#explore-message') : '';
+  const [smallest, largest] = await page.evaluate(async ([minBytes, maxBytes]) => {
+    const { formatBytes } = await import('/www/format.js');
+    return [formatBytes(minBytes), formatBytes(maxBytes)];
+  }, [reachable.minBytes, reachable.maxBytes]);
+  check(`${label}: page reports unreachable`, message.includes('not reachable'), message);
+  check(`${label}: the message gives the smallest and largest reachable sizes`,
+    message.includes(smallest) && message.includes(largest), `expected ${smallest} and ${largest}`);
+  check(`${label}: nothing is solved`, await page.getAttribute('#explorer', 'data-solves') === solvesBefore,
+    `solves before ${solvesBefore}, after ${await page.getAttribute('#explorer', 'data-solves')}`);
+}
+
+async function testBudgetExplorer(page, context, serverUrl, consoleLines, temporaryDirectory, compareRows) {
+  check('budget explorer is offered after an ADAMIX result', await page.isVisible('#explore-open'));
+  const started = Date.now();
+  await page.click('#explore-open');
+  await page.waitForSelector('#explorer[data-state="ready"], #explorer[data-state="error"]', { timeout: RUN_TIMEOUT_MS });
+  const state = await page.getAttribute('#explorer', 'data-state');
+  if (!check('budget explorer opens', state === 'ready',
+    `state ${state}, ${((Date.now() - started) / 1000).toFixed(1)} s: ${await page.textContent('#explorer-status')}`)) {
+    return [];
+  }
+  const reachable = {
+    minBytes: Number(await page.getAttribute('#explorer', 'data-min-bytes')),
+    maxBytes: Number(await page.getAttribute('#explorer', 'data-max-bytes')),
+    minRatio: Number(await page.getAttribute('#explorer', 'data-min-ratio')),
+    maxRatio: Number(await page.getAttribute('#explorer', 'data-max-ratio')),
+  };
+  console.log(`  reachable: ${reachable.minBytes} to ${reachable.maxBytes} bytes (ratio ${reachable.minRatio} to ${reachable.maxRatio}); ${await page.textContent('#explore-range')}`);
+
+  const solveTimes = [];
+  const at32 = await moveExplorer(page, '1/32');
+  solveTimes.push(at32.milliseconds);
+  const at16 = await moveExplorer(page, '1/16');
+  solveTimes.push(at16.milliseconds);
+  console.log(`  explorer: 1/32 error ${at32.relTotal}, 1/16 error ${at16.relTotal}`);
+  check('explorer at 1/16 equals the compression at 1/16 within 1e-6 relative',
+    relativeDifference(at16.relTotal, compareRows.get('adamix').relError) <= EXPLORER_TOLERANCE,
+    `explorer ${at16.relTotal}, compression ${compareRows.get('adamix').relError}`);
+  check('explorer at 1/32 has a higher error than at 1/16', at32.relTotal > at16.relTotal);
+
+  const full32 = await fullCompression(context, serverUrl, consoleLines, 1 / 32);
+  compareErrors('explorer at 1/32', at32, full32);
+
+  for (const position of ['1/8', '1/32', '1/16', '1/8', '1/32', '1/16']) {
+    solveTimes.push((await moveExplorer(page, position)).milliseconds);
+  }
+  const shownTime = await page.textContent('#explore-time');
+  check('the page shows the solve time', /Solved at 1\/16 in [\d.]+ (ms|s)/.test(shownTime), shownTime);
+
+  await checkUnreachableTarget(page, 'target below the smallest size', reachable.minBytes / 2 / 1e6, reachable);
+  await checkUnreachableTarget(page, 'target above the largest size', 2 * reachable.maxBytes / 1e6, reachable);
+
+  await moveExplorer(page, '1/32');
+  const [download] = await clickForDownloads(page, '#explore-download', 1, RUN_TIMEOUT_MS);
+  check('Download at this ratio names the ratio', download.suggestedFilename() === 'finetuned.1-32.adamix.safetensors',
+    download.suggestedFilename());
+  const deltaPath = await saveDownload(download, temporaryDirectory);
+  const fileBytes = (await stat(deltaPath)).size;
+  const shownBytes = Number(await page.getAttribute('#summary', 'data-compressed-bytes'));
+  check('file at 1/32 has the size the explorer showed', fileBytes === shownBytes, `file ${fileBytes}, shown ${shownBytes}`);
+  const verification = runCli(['verify', '--base', BASE_PATH, '--finetuned', FINETUNED_PATH, '--delta', deltaPath, '--json']);
+  check(`CLI error of the file at 1/32 matches the explorer within ${REL_ERROR_TOLERANCE}`,
+    Math.abs(verification.rel_error_total - at32.relTotal) <= REL_ERROR_TOLERANCE,
+    `CLI ${verification.rel_error_total}, explorer ${at32.relTotal}`);
+
+  // Back at the ratio of the comparison, the error figure shows all methods again.
+  await moveExplorer(page, '1/16');
+  return solveTimes;
+}
+
+async function testPreview(context, serverUrl, temporaryDirectory, consoleLines) {
+  if (!check('native CLI exists', existsSync(CLI_PATH), `${CLI_PATH}; build it with cargo build --release`)) {
+    return;
+  }
+  const f16Size = f16Bytes(runCli(['inspect', FINETUNED_PATH, '--json']));
+  const page = await openPage(context, serverUrl, consoleLines);
+  try {
+    const compareRows = await testCompareMode(page, f16Size);
+    if (!compareRows?.get('adamix')?.relError) {
+      return;
+    }
+    await testExports(page, temporaryDirectory);
+    const solveTimes = await testBudgetExplorer(page, context, serverUrl, consoleLines, temporaryDirectory, compareRows);
+    if (solveTimes.length > 0) {
+      console.log(`  explorer solve times (ms, measured in the worker around explorer.solve): ${solveTimes.map((time) => time.toFixed(0)).join(', ')}; median ${median(solveTimes).toFixed(0)} ms`);
+    }
+
+    await page.waitForSelector('#plots[data-state="ready"]', { timeout: 60_000 });
+    await mkdir(path.dirname(PREVIEW_PATH), { recursive: true });
+    await page.screenshot({ path: PREVIEW_PATH, fullPage: true });
+    console.log(`screenshot: ${path.relative(REPO_ROOT, PREVIEW_PATH)}`);
+  } finally {
+    await page.close();
+  }
+}
+
 // ---- Main ----
 
 async function loadPlaywright() {
@@ -373,6 +779,7 @@ async function loadPlaywright() {
 async function main() {
   const prerequisites = [
     [WASM_BINDINGS_PATH, 'build it with scripts/build-web.sh'],
+    [PLOTLY_PATH, 'copy it with scripts/build-web.sh'],
     [BASE_PATH, 'place the demo pair with scripts/fetch-demo.sh'],
     [FINETUNED_PATH, 'place the demo pair with scripts/fetch-demo.sh'],
     ['/usr/bin/chromium', 'install it with scripts/setup.sh'],
@@ -399,6 +806,8 @@ async function main() {
   try {
     await part('compress the demo pair and verify with the CLI',
       () => testMainPath(context, server.url, temporaryDirectory, consoleLines));
+    await part('Compare all methods, exports and the budget explorer',
+      () => testPreview(context, server.url, temporaryDirectory, consoleLines));
     await part('Load demo', () => testLoadDemo(context, server.url, consoleLines));
     await part('Cancel', () => testCancel(context, server.url, consoleLines));
     for (const missingFile of ['adamix.js', 'adamix_bg.wasm']) {
@@ -409,6 +818,8 @@ async function main() {
     for (const testCase of await badInputCases()) {
       await part(`bad input: ${testCase.title}`, () => testBadInput(context, server.url, consoleLines, testCase));
     }
+    console.log('\n== network');
+    check('pages load nothing from another host', foreignRequests.length === 0, foreignRequests.slice(0, 5).join(', '));
   } finally {
     await browser.close();
     await server.close();

@@ -1,0 +1,336 @@
+// The budget explorer panel. It opens the core's Explorer once in a worker of
+// its own (reading both checkpoints and computing every SVD and cost table),
+// then re-solves ADAMIX's allocation from that cache at each ratio the user
+// picks, without another SVD.
+//
+// The panel's data attributes are for tests: data-state ('closed', 'opening',
+// 'ready', 'solving', 'solved', 'unreachable' or 'error'), data-ratio (the
+// ratio last solved), data-solves (solves so far), data-solve-ms (time of the
+// last solve), and the reachable range from the core.
+
+import { CoreWorker, isCancelled } from './core-worker.js';
+import { deltaFileName } from './files.js';
+import { formatBytes, formatFraction, formatMilliseconds, formatSeconds } from './format.js';
+
+// Slider positions: ratios 1/n from 1/64 to 1/4, about four steps per
+// doubling, so that the slider moves on a log scale. 1/32, 1/16 and 1/8 are
+// exact positions.
+const DENOMINATORS = [64, 54, 45, 38, 32, 27, 23, 19, 16, 13, 11, 9, 8, 7, 6, 5, 4];
+
+const STAGE_LABELS = {
+  read: 'reading',
+  delta: 'computing the delta',
+  svd: 'SVD',
+  'cost table': 'building the cost table',
+  allocate: 'allocating bit widths',
+  quantize: 'quantizing',
+  measure: 'measuring the error',
+  write: 'writing',
+};
+
+const $ = (id) => document.getElementById(id);
+
+// A ratio in the form the page shows it: "1/16", or "1/21.37".
+function ratioLabel(ratio) {
+  return formatFraction(ratio);
+}
+
+export class BudgetExplorer {
+  // onResult({method, ratio, summary, rows, source}) shows a solve and returns
+  // a promise that settles once its figures are drawn. onFile({blob, name,
+  // method, ratio, summary}) receives a file written at the explored ratio.
+  constructor({ onResult, onFile }) {
+    this.onResult = onResult;
+    this.onFile = onFile;
+    this.section = $('explorer');
+    this.worker = null;
+    this.inputs = null;
+    this.reachable = null;
+    this.targetRatio = null;
+    this.shownMegabytes = null;
+    this.pendingRatio = null;
+    this.solving = false;
+    this.writing = false;
+    this.solves = 0;
+
+    const slider = $('explore-ratio');
+    slider.max = String(DENOMINATORS.length - 1);
+    $('explore-ticks').replaceChildren(...DENOMINATORS.map((_, index) => new Option('', String(index))));
+    slider.addEventListener('input', () => this.requestSolve(this.sliderRatio()));
+    $('explore-mb').addEventListener('change', () => this.requestSolveForSize($('explore-mb').value));
+    $('explore-open').addEventListener('click', () => this.open());
+    $('explore-cancel').addEventListener('click', () => this.close('Cancelled. Explore budget starts again.'));
+    $('explore-download').addEventListener('click', () => this.download());
+  }
+
+  // Shows the panel for a new ADAMIX result, with the explorer closed. inputs
+  // is {base, finetuned, stem, ratio}: the files of that run and its ratio.
+  show(inputs) {
+    this.close();
+    this.inputs = inputs;
+    this.section.hidden = false;
+  }
+
+  // Hides the panel and frees the explorer's memory by ending its worker.
+  hide() {
+    this.close();
+    this.inputs = null;
+    this.section.hidden = true;
+  }
+
+  close(message = '') {
+    this.worker?.terminate();
+    this.worker = null;
+    this.reachable = null;
+    this.pendingRatio = null;
+    this.solving = false;
+    this.writing = false;
+    this.solves = 0;
+    for (const key of ['ratio', 'solves', 'solveMs', 'minRatio', 'maxRatio', 'minBytes', 'maxBytes', 'f16Bytes']) {
+      delete this.section.dataset[key];
+    }
+    this.setState('closed');
+    $('explorer-start').hidden = false;
+    $('explorer-building').hidden = true;
+    $('explorer-controls').hidden = true;
+    $('explore-open').disabled = false;
+    $('explorer-status').textContent = message;
+    this.showMessage(null);
+  }
+
+  setState(state) {
+    this.section.dataset.state = state;
+  }
+
+  showMessage(text) {
+    const box = $('explore-message');
+    box.textContent = text ?? '';
+    box.hidden = !text;
+  }
+
+  // ---- Opening ----
+
+  async open() {
+    if (!this.inputs || this.worker) {
+      return;
+    }
+    const worker = new CoreWorker();
+    this.worker = worker;
+    this.setState('opening');
+    $('explorer-start').hidden = true;
+    $('explorer-building').hidden = false;
+    $('explorer-progress').removeAttribute('value');
+    $('explorer-status').textContent = 'Reading both checkpoints';
+
+    let opened;
+    try {
+      opened = await worker.request('explorer-open', {
+        base: this.inputs.base,
+        finetuned: this.inputs.finetuned,
+      }, (event) => this.showBuildProgress(event));
+    } catch (error) {
+      if (this.worker === worker && !isCancelled(error)) {
+        this.close();
+        this.setState('error');
+        $('explorer-status').textContent = `Opening the budget explorer failed: ${error.message}`;
+      }
+      return;
+    }
+    if (this.worker !== worker) {
+      return;
+    }
+    this.reachable = opened.reachable;
+    this.showControls(opened.milliseconds);
+  }
+
+  showBuildProgress(event) {
+    if (event.kind !== 'progress') {
+      return;
+    }
+    const progress = $('explorer-progress');
+    progress.max = Math.max(event.total, 1);
+    progress.value = event.index;
+    const stage = STAGE_LABELS[event.stage] ?? event.stage;
+    $('explorer-status').textContent = `Analysing tensor ${event.index + 1} of ${event.total}: ${event.tensor} (${stage})`;
+  }
+
+  showControls(milliseconds) {
+    const { min_ratio: minRatio, max_ratio: maxRatio, min_bytes: minBytes, max_bytes: maxBytes, f16_delta_bytes: f16Bytes } = this.reachable;
+    Object.assign(this.section.dataset, {
+      minRatio: String(minRatio),
+      maxRatio: String(maxRatio),
+      minBytes: String(minBytes),
+      maxBytes: String(maxBytes),
+      f16Bytes: String(f16Bytes),
+      solves: '0',
+    });
+    $('explorer-building').hidden = true;
+    $('explorer-status').textContent = '';
+    $('explorer-controls').hidden = false;
+    $('explore-range').textContent =
+      `Reachable sizes: ${formatBytes(minBytes)} (${ratioLabel(minRatio)}) to ${formatBytes(maxBytes)} (${ratioLabel(maxRatio)}) ` +
+      `of the ${formatBytes(f16Bytes)} f16 delta. Analysing the pair took ${formatSeconds(milliseconds / 1000)}.`;
+    $('explore-time').textContent = 'Move the slider or enter a size to re-solve the allocation.';
+    this.setTarget(this.inputs.ratio);
+    this.setState('ready');
+  }
+
+  // ---- Targets ----
+
+  sliderRatio() {
+    return 1 / DENOMINATORS[Number($('explore-ratio').value)];
+  }
+
+  // Shows `ratio` on the slider (at its position if it has one) and as a
+  // size in MB.
+  setTarget(ratio) {
+    this.targetRatio = ratio;
+    const index = DENOMINATORS.findIndex((denominator) => 1 / denominator === ratio);
+    if (index >= 0) {
+      $('explore-ratio').value = String(index);
+    }
+    $('explore-ratio-label').textContent = index >= 0 ? ratioLabel(ratio) : `${ratioLabel(ratio)} (from the size)`;
+    if (this.reachable) {
+      this.shownMegabytes = (ratio * this.reachable.f16_delta_bytes / 1e6).toFixed(2);
+      $('explore-mb').value = this.shownMegabytes;
+    }
+  }
+
+  requestSolveForSize(text) {
+    // Chromium fires 'change' when the field loses focus after the slider
+    // rewrote it, so a value the page wrote itself is not a new target.
+    if (!this.reachable || text === this.shownMegabytes) {
+      return;
+    }
+    const megabytes = Number(text);
+    if (!(megabytes > 0)) {
+      this.showMessage(`The target size '${text}' is not a number of megabytes above 0.`);
+      this.setState('unreachable');
+      return;
+    }
+    this.requestSolve(megabytes * 1e6 / this.reachable.f16_delta_bytes);
+  }
+
+  // Checks the target against the reachable range and queues a solve. While
+  // a solve runs, only the latest target waits, so that a dragged slider
+  // does not queue every position it passed.
+  requestSolve(ratio) {
+    if (!this.reachable) {
+      return;
+    }
+    this.setTarget(ratio);
+    const problem = this.unreachableMessage(ratio);
+    if (problem) {
+      this.pendingRatio = null;
+      this.showMessage(problem);
+      this.setState('unreachable');
+      return;
+    }
+    this.showMessage(null);
+    this.pendingRatio = ratio;
+    if (!this.solving) {
+      this.solvePending();
+    }
+  }
+
+  unreachableMessage(ratio) {
+    const { min_ratio: minRatio, max_ratio: maxRatio, min_bytes: minBytes, max_bytes: maxBytes, f16_delta_bytes: f16Bytes } = this.reachable;
+    if (ratio >= minRatio && ratio <= maxRatio) {
+      return null;
+    }
+    const target = `${formatBytes(ratio * f16Bytes)} (${ratioLabel(ratio)})`;
+    const range = `The reachable sizes are ${formatBytes(minBytes)} (${ratioLabel(minRatio)}) to ${formatBytes(maxBytes)} (${ratioLabel(maxRatio)}).`;
+    if (ratio < minRatio) {
+      return `A target of ${target} is not reachable: the tensors stored without compression and the header alone take ` +
+        `${formatBytes(minBytes)}, which is the smallest reachable size. ${range} Nothing was solved.`;
+    }
+    return `A target of ${target} is not reachable: the explorer offers at most ${ratioLabel(maxRatio)} of the f16 delta. ${range} Nothing was solved.`;
+  }
+
+  // ---- Solving ----
+
+  async solvePending() {
+    const worker = this.worker;
+    this.solving = true;
+    while (this.pendingRatio !== null && this.worker === worker) {
+      const ratio = this.pendingRatio;
+      this.pendingRatio = null;
+      this.setState('solving');
+      $('explore-time').textContent = `Solving at ${ratioLabel(ratio)}…`;
+      const started = performance.now();
+      let solved;
+      try {
+        solved = await worker.request('explorer-solve', { ratio });
+      } catch (error) {
+        if (this.worker !== worker || isCancelled(error)) {
+          return;
+        }
+        this.showMessage(`Solving at ${ratioLabel(ratio)} failed: ${error.message}`);
+        this.setState('error');
+        continue;
+      }
+      if (this.worker !== worker) {
+        return;
+      }
+      this.solves += 1;
+      await this.onResult({ method: 'adamix', ratio, summary: solved.summary, rows: solved.rows, source: 'explorer' });
+      this.showSolveTime(ratio, solved, performance.now() - started);
+    }
+    if (this.worker === worker) {
+      this.solving = false;
+      if (this.section.dataset.state === 'solving') {
+        this.setState('solved');
+      }
+    }
+  }
+
+  showSolveTime(ratio, solved, roundTrip) {
+    Object.assign(this.section.dataset, {
+      ratio: String(ratio),
+      solves: String(this.solves),
+      solveMs: String(solved.milliseconds),
+    });
+    $('explore-time').textContent =
+      `Solved at ${ratioLabel(ratio)} in ${formatMilliseconds(solved.milliseconds)} ` +
+      `(${formatMilliseconds(roundTrip)} with messaging and drawing; solve ${this.solves} since opening): ` +
+      `${formatBytes(solved.summary.compressed_bytes)}, relative error ${solved.summary.rel_error_total.toFixed(4)}.`;
+  }
+
+  // ---- Writing ----
+
+  async download() {
+    const worker = this.worker;
+    if (!worker || this.writing || this.targetRatio === null || this.unreachableMessage(this.targetRatio)) {
+      return;
+    }
+    const ratio = this.targetRatio;
+    this.writing = true;
+    $('explore-download').disabled = true;
+
+    const chunks = [];
+    let written;
+    try {
+      written = await worker.request('explorer-write', { ratio }, (event) => {
+        if (event.kind === 'chunk') {
+          chunks.push(event.bytes);
+        } else if (event.kind === 'progress') {
+          $('explore-time').textContent = `Writing the file at ${ratioLabel(ratio)}: tensor ${event.index + 1} of ${event.total}`;
+        }
+      });
+    } catch (error) {
+      if (this.worker === worker && !isCancelled(error)) {
+        this.showMessage(`Writing the file at ${ratioLabel(ratio)} failed: ${error.message}`);
+      }
+      return;
+    } finally {
+      this.writing = false;
+      $('explore-download').disabled = false;
+    }
+
+    // A Blob made from the chunk list avoids copying the file into one array.
+    const blob = new Blob([written.header, ...chunks], { type: 'application/octet-stream' });
+    const name = deltaFileName(this.inputs.stem, 'adamix', ratioLabel(ratio));
+    $('explore-time').textContent = `Wrote ${name} (${formatBytes(blob.size)}).`;
+    this.onFile({ blob, name, method: 'adamix', ratio, summary: written.summary });
+  }
+}
