@@ -9,6 +9,15 @@ mod cli;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
+    // A signal ends the process without destructors, so remove partial outputs here.
+    let handler = ctrlc::set_handler(|| {
+        cli::remove_partial_files();
+        eprintln!("\ninterrupted; no output was written");
+        std::process::exit(130);
+    });
+    if let Err(error) = handler {
+        eprintln!("warning: could not install the Ctrl-C handler ({error}); an interrupted run may leave a .partial file");
+    }
     cli::main()
 }
 

@@ -18,6 +18,7 @@ use adamix::methods::Method;
 use adamix::svd::SvdPolicy;
 
 use output::AtomicOutput;
+pub use output::remove_partial_files;
 use progress::ProgressLine;
 
 #[derive(Parser)]

@@ -1,16 +1,39 @@
 //! Atomic output files: written under a temporary name, renamed when complete.
 //!
 //! A failed or interrupted run leaves no partial output under the final
-//! name; the temporary file is removed when it is dropped uncommitted.
+//! name; the temporary file is removed when it is dropped uncommitted, and
+//! on Ctrl-C (SIGINT) or SIGTERM by [`remove_partial_files`], because a
+//! signal ends the process without running destructors.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tempfile::NamedTempFile;
 
 use adamix::container::DataSink;
 use adamix::error::{Error, Result};
+
+/// Temporary files in progress, removed if the process is interrupted.
+static PARTIAL_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes every temporary file still in progress; called from the signal handler.
+pub fn remove_partial_files() {
+    let paths = match PARTIAL_FILES.lock() {
+        Ok(paths) => paths.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn forget_partial_file(path: &Path) {
+    if let Ok(mut paths) = PARTIAL_FILES.lock() {
+        paths.retain(|p| p != path);
+    }
+}
 
 /// A file being written that appears under its final name only on [`AtomicOutput::commit`].
 pub struct AtomicOutput {
@@ -26,6 +49,9 @@ impl AtomicOutput {
         let name = path.display().to_string();
         let temp = tempfile::Builder::new().prefix(".adamix-").suffix(".partial").tempfile_in(folder)
             .map_err(|e| Error::io(&name, e))?;
+        if let Ok(mut paths) = PARTIAL_FILES.lock() {
+            paths.push(temp.path().to_path_buf());
+        }
         Ok(AtomicOutput { name, file: BufWriter::with_capacity(1 << 20, temp), final_path: path.to_path_buf() })
     }
 
@@ -43,6 +69,7 @@ impl AtomicOutput {
     pub fn copy_into(self, target: &mut AtomicOutput) -> Result<()> {
         let name = self.name.clone();
         let temp = self.file.into_inner().map_err(|e| Error::io(&name, e.into_error()))?;
+        forget_partial_file(temp.path());
         let mut file: File = temp.reopen().map_err(|e| Error::io(&name, e))?;
         file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&name, e))?;
         std::io::copy(&mut file, &mut target.file).map_err(|e| Error::io(&target.name, e))?;
@@ -57,7 +84,9 @@ impl AtomicOutput {
         // Temporary files are created private (0600); outputs get the usual 0644.
         use std::os::unix::fs::PermissionsExt;
         temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(&name, e))?;
+        let temp_path = temp.path().to_path_buf();
         temp.persist(&self.final_path).map_err(|e| Error::io(&name, e.error))?;
+        forget_partial_file(&temp_path);
         Ok(())
     }
 
