@@ -45,9 +45,10 @@ fn record_dtype(delta: &DeltaFile, record: &TensorRecord) -> Result<Dtype> {
         file: delta.name().into(), message: format!("tensor '{}': unknown dtype '{}'", record.name, record.dtype) })
 }
 
-/// The reconstructed tensor as raw bytes in the fine-tune's dtype.
+/// Reconstructs one tensor as raw bytes in the fine-tune's dtype.
 pub fn reconstruct_bytes(base: &Checkpoint, delta: &DeltaFile, record: &TensorRecord) -> Result<Vec<u8>> {
     let dtype = record_dtype(delta, record)?;
+    delta.check_data(record)?;
     if record.kind == Kind::Whole {
         return delta.read_stored(&record.name, "whole");
     }
@@ -56,6 +57,10 @@ pub fn reconstruct_bytes(base: &Checkpoint, delta: &DeltaFile, record: &TensorRe
         return Ok(bytes);
     }
     let values = reconstruct_f32(base, delta, record)?;
+    if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidDelta { file: delta.name().into(), message: format!(
+            "tensor '{}': element {position} reconstructs to {}; the compressed delta is corrupt, so download or copy it again", record.name, values[position]) });
+    }
     Ok(from_f32(dtype, &values).expect("float dtype"))
 }
 
@@ -79,7 +84,7 @@ fn read_checked_base(base: &Checkpoint, delta: &DeltaFile, record: &TensorRecord
     Ok((bytes, entry.dtype))
 }
 
-/// The reconstructed float tensor `W_base + Δ̂` in f32, before rounding to the fine-tune's dtype.
+/// Reconstructs a float tensor `W_base + Δ̂` in f32, before rounding to the fine-tune's dtype.
 pub fn reconstruct_f32(base: &Checkpoint, delta: &DeltaFile, record: &TensorRecord) -> Result<Vec<f32>> {
     let (bytes, base_dtype) = read_checked_base(base, delta, record)?;
     let mut values = to_f32(base_dtype, &bytes).ok_or_else(|| Error::Mismatch { message: format!(
@@ -112,7 +117,7 @@ fn add_matrix(delta: &DeltaFile, record: &TensorRecord, values: &mut [f32]) -> R
 pub struct VerifiedTensor {
     /// Tensor name.
     pub name: String,
-    /// How it was stored.
+    /// Storage kind.
     pub kind: &'static str,
     /// `‖Ŵ − W_ft‖ / ‖W_ft − W_base‖` with `Ŵ` in the fine-tune's dtype; 0 for exact kinds.
     pub rel_error: Option<f64>,
@@ -120,7 +125,7 @@ pub struct VerifiedTensor {
     pub delta_norm_squared: f64,
 }
 
-/// What `verify` measured.
+/// The measurements of `verify`.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
     /// One entry per tensor.

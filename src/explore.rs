@@ -29,7 +29,7 @@ use crate::svd::{top_triplets, Triplets};
 /// The largest ratio the explorer offers.
 pub const EXPLORER_MAX_RATIO: f64 = 0.25;
 
-/// What the explorer keeps of one matrix.
+/// The cached analysis of one matrix.
 pub struct CachedMatrix {
     /// The delta and its norms.
     pub delta: DeltaValues,
@@ -46,7 +46,7 @@ pub struct MatrixCache {
 }
 
 impl MatrixCache {
-    /// The cached matrix `name`, if any.
+    /// Returns the cached matrix `name`, if any.
     pub fn get(&self, name: &str) -> Option<&CachedMatrix> {
         self.entries.get(name)
     }
@@ -109,7 +109,7 @@ impl Explorer {
         Ok(Explorer { base, finetuned, cache, reachable })
     }
 
-    /// The sizes this explorer can reach.
+    /// Returns the sizes this explorer can reach.
     pub fn reachable(&self) -> &Reachable {
         &self.reachable
     }

@@ -57,7 +57,7 @@ pub fn export_peft(delta: &DeltaFile) -> Result<PeftAdapter> {
         ranks.insert(module, k);
     }
     if ranks.is_empty() {
-        return Err(Error::InvalidDelta { file: delta.name().into(), message: "the delta holds no low-rank matrix, so there is nothing to export as LoRA (BitDelta files cannot be exported)".into() });
+        return Err(Error::InvalidDelta { file: delta.name().into(), message: "the delta contains no low-rank matrix, so there is nothing to export as LoRA (BitDelta files cannot be exported)".into() });
     }
     Ok(PeftAdapter { model: safetensors_bytes(&tensors), config: peft_config(&ranks), skipped })
 }

@@ -9,6 +9,12 @@ mod cli;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools, end quietly when a reader of the output (such as `head`) closes the pipe.
+    // SAFETY: setting a signal's disposition to the default touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+
     // A signal ends the process without destructors, so remove partial outputs here.
     let handler = ctrlc::set_handler(|| {
         cli::remove_partial_files();

@@ -46,6 +46,8 @@ pub struct TensorRow {
     pub spectrum: Vec<f32>,
     /// Width chosen per candidate triplet (0 = dropped), for compressed matrices.
     pub allocation: Vec<u8>,
+    /// The device that ran the tensor's kernels: `gpu`, `cpu`, or `cpu (fallback: ERROR)` when the GPU failed on it.
+    pub device: String,
 }
 
 /// Totals of a run.
@@ -77,7 +79,9 @@ pub struct Summary {
     pub seconds: f64,
     /// The pairing report.
     pub pairing: PairingReport,
-    /// Notices about the input, such as ignored files.
+    /// The device of the run: the GPU adapter and its backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`, or `cpu`.
+    pub device: String,
+    /// Notices about the input, such as ignored files, and about tensors on which the GPU failed.
     pub notices: Vec<String>,
 }
 

@@ -36,7 +36,7 @@ pub struct Triplets {
     pub v: Mat<f32>,
 }
 
-/// Which SVD algorithm a caller allows.
+/// The SVD algorithms a caller allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SvdPolicy {
     /// Full SVD for small matrices or large ranks, randomized otherwise ([`choose_method`]).
@@ -46,7 +46,7 @@ pub enum SvdPolicy {
     Full,
 }
 
-/// Which SVD algorithm computed a set of triplets.
+/// The SVD algorithm that computed a set of triplets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SvdMethod {
     /// Full thin SVD, truncated.
@@ -137,7 +137,7 @@ fn gram_eigen(b: &Mat<f32>, tensor: &str) -> Result<(Mat<f32>, Vec<f32>)> {
 /// An orthonormal basis of the columns of `y`, by Cholesky QR with a Householder fallback.
 ///
 /// Cholesky QR (`Yᵀ Y = L Lᵀ`, `Q = Y L⁻ᵀ`) runs on matrix products, several
-/// times faster than Householder QR for tall matrices; it needs `Yᵀ Y` to be
+/// times faster than Householder QR for tall matrices. It needs `Yᵀ Y` to be
 /// positive definite, so a rank-deficient `y` takes the Householder path.
 fn orthonormal_basis(y: &Mat<f32>) -> Mat<f32> {
     let gram = y.transpose() * y;
@@ -156,7 +156,7 @@ fn orthonormal_basis(y: &Mat<f32>) -> Mat<f32> {
 mod tests {
     use super::*;
 
-    /// A matrix with known singular values `s_i = (i + 1)^-0.7`, built from random orthonormal factors.
+    /// Builds a matrix with known singular values `s_i = (i + 1)^-0.7`, built from random orthonormal factors.
     fn long_tailed(m: usize, n: usize, seed: u64) -> (Mat<f32>, Vec<f32>) {
         let mut rng = SmallRng::seed_from_u64(seed);
         let r = m.min(n);

@@ -193,7 +193,7 @@ impl Explorer {
         Ok(result.into())
     }
 
-    /// The compressed file at `ratio`: chunk events, then `{header, summary, rows}`.
+    /// Writes the compressed file at `ratio` as chunk events and returns `{header, summary, rows}`.
     pub fn write(&self, ratio: f64, on_event: Function) -> std::result::Result<JsValue, JsValue> {
         let mut sink = ChunkSink { on_event: &on_event };
         let outcome = self.inner.solve(ratio, &mut forward(&on_event), &mut sink).map_err(to_js_error)?;
@@ -216,7 +216,7 @@ pub fn apply_files(base_files: Array, delta_file: File, on_event: Function) -> s
         .map_err(to_js_error)
 }
 
-/// A PEFT LoRA adapter from a compressed delta: `{adapter: Uint8Array, config: string, skipped: [string]}`.
+/// Exports a PEFT LoRA adapter from a compressed delta: `{adapter: Uint8Array, config: string, skipped: [string]}`.
 #[wasm_bindgen]
 pub fn export_peft(delta_file: File) -> std::result::Result<JsValue, JsValue> {
     let delta = open_delta(delta_file).map_err(to_js_error)?;

@@ -166,6 +166,7 @@ export function renderSummary(section, summary) {
     ['Overall relative error of the compressed matrices', formatError(summary.rel_error_total)],
     ['Bytes spent on', `matrices ${formatBytes(summary.matrix_bytes)}, fixed costs ${formatBytes(summary.fixed_bytes)}, header ${formatBytes(summary.header_bytes)}`],
     ['Compression time', formatSeconds(summary.seconds)],
+    ['Ran on', summary.device ?? 'cpu'],
   ];
   if (typeof summary.nominal_bits_per_parameter === 'number') {
     rows.splice(3, 0, ['Code bits per matrix parameter',

@@ -130,7 +130,7 @@ impl Checkpoint {
             .ok_or_else(|| Error::tensor(self.file_of(name), name, format!("dtype {} is not a float type", entry.dtype.name())))?;
         if let Some(position) = values.iter().position(|v| !v.is_finite()) {
             return Err(Error::tensor(self.file_of(name), name, format!(
-                "element {position} is {}; the checkpoint holds non-finite weights, so re-export it from a healthy training run", values[position])));
+                "element {position} is {}; the checkpoint contains non-finite weights, so re-export it from a healthy training run", values[position])));
         }
         Ok(values)
     }

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use adamix::checkpoint::source::FileSource;
 use adamix::checkpoint::{read_header, ByteSource, Checkpoint};
-use adamix::compress::{compress, CompressOptions, Event};
+use adamix::compress::{compress, CompressOptions, Device, Event};
 use adamix::container::DeltaFile;
 use adamix::error::{Error, Result};
 use adamix::methods::Method;
@@ -50,6 +50,9 @@ enum Command {
         /// SVD algorithm: auto (randomized for large matrices) or full (exact reference, slower).
         #[arg(long, default_value = "auto", value_parser = parse_svd)]
         svd: SvdPolicy,
+        /// Device that builds the ADAMIX cost tables: auto (the GPU when an adapter is found), gpu or cpu. The output file is the same on every device.
+        #[arg(long, default_value = "auto", value_parser = parse_device)]
+        device: Device,
         /// Write a JSON report of every tensor to this file.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -74,6 +77,9 @@ enum Command {
         /// Write the comparison as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Device that builds the ADAMIX cost tables: auto (the GPU when an adapter is found), gpu or cpu.
+        #[arg(long, default_value = "auto", value_parser = parse_device)]
+        device: Device,
     },
     /// Apply a compressed delta onto its base and write the reconstructed fine-tune.
     Apply {
@@ -125,6 +131,10 @@ fn parse_method(text: &str) -> std::result::Result<Method, String> {
     Method::parse(text).ok_or_else(|| format!("unknown method '{text}'; use one of adamix, delta-come, low-rank, bitdelta"))
 }
 
+fn parse_device(text: &str) -> std::result::Result<Device, String> {
+    Device::parse(text).ok_or_else(|| format!("unknown device '{text}'; use auto, gpu or cpu"))
+}
+
 fn parse_svd(text: &str) -> std::result::Result<SvdPolicy, String> {
     match text {
         "auto" => Ok(SvdPolicy::Auto),
@@ -160,15 +170,33 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Compress { base, finetuned, ratio, method, store_mismatched, svd, report, output } => {
-            run_compress(&base, &finetuned, CompressOptions { ratio, method, store_mismatched, svd, ..Default::default() }, report.as_deref(), &output)
+        Command::Compress { base, finetuned, ratio, method, store_mismatched, svd, device, report, output } => {
+            run_compress(&base, &finetuned, CompressOptions { ratio, method, store_mismatched, svd, device, ..Default::default() }, report.as_deref(), &output)
         }
-        Command::Compare { base, finetuned, ratio, output_dir, report } => compare::run_compare(&base, &finetuned, ratio, output_dir.as_deref(), report.as_deref()),
+        Command::Compare { base, finetuned, ratio, output_dir, report, device } => {
+            compare::run_compare(&base, &finetuned, ratio, device, output_dir.as_deref(), report.as_deref())
+        }
         Command::Apply { base, delta, output } => run_apply(&base, &delta, &output),
         Command::ExportPeft { delta, output } => run_export_peft(&delta, &output),
         Command::Verify { base, finetuned, delta, json } => run_verify(&base, &finetuned, &delta, json),
         Command::Inspect { file, json } => run_inspect(&file, json),
     }
+}
+
+/// Rejects an output path that names one of the input files, which writing would destroy.
+fn check_output_is_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(output_real) = output.canonicalize() else { return Ok(()) };
+    for input in inputs {
+        let files: Vec<PathBuf> = if input.is_dir() {
+            std::fs::read_dir(input).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default()
+        } else {
+            vec![input.to_path_buf()]
+        };
+        if files.iter().any(|f| f.canonicalize().is_ok_and(|real| real == output_real)) {
+            return Err(Error::InvalidOptions(format!("the output {} is also an input; write the output to another path", output.display())));
+        }
+    }
+    Ok(())
 }
 
 /// Opens a checkpoint from files and folders; a folder contributes its .safetensors files and index.
@@ -199,6 +227,11 @@ pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
 }
 
 fn run_compress(base: &[PathBuf], finetuned: &[PathBuf], options: CompressOptions, report: Option<&Path>, output: &Path) -> Result<()> {
+    let inputs: Vec<&Path> = base.iter().chain(finetuned).map(PathBuf::as_path).collect();
+    check_output_is_not_input(output, &inputs)?;
+    if let Some(report) = report {
+        check_output_is_not_input(report, &inputs)?;
+    }
     let base = open_checkpoint(base)?;
     let finetuned = open_checkpoint(finetuned)?;
     let mut data = AtomicOutput::scratch(output)?;
@@ -219,10 +252,16 @@ fn run_compress(base: &[PathBuf], finetuned: &[PathBuf], options: CompressOption
         AtomicOutput::write_whole(path, serde_json::to_string_pretty(&json).expect("report serializes").as_bytes())?;
     }
     progress::print_summary(&outcome.summary, output);
+    // The checkpoint's own notices were printed when it was opened.
+    for notice in outcome.summary.notices.iter().filter(|n| !finetuned.notices.contains(n)) {
+        eprintln!("notice: {notice}");
+    }
     Ok(())
 }
 
 fn run_apply(base: &[PathBuf], delta: &Path, output: &Path) -> Result<()> {
+    let inputs: Vec<&Path> = base.iter().map(PathBuf::as_path).chain([delta]).collect();
+    check_output_is_not_input(output, &inputs)?;
     let base = open_checkpoint(base)?;
     let delta = DeltaFile::open(Box::new(FileSource::open(delta)?))?;
     let mut file = AtomicOutput::create(output)?;

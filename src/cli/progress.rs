@@ -71,6 +71,7 @@ fn clear_line() -> &'static str {
 pub fn print_summary(summary: &Summary, output: &Path) {
     println!("wrote {}: {} bytes, {:.5} of the f16 delta size {} bytes (target {:.5})",
         output.display(), summary.compressed_bytes, summary.ratio_achieved, summary.f16_delta_bytes, summary.ratio_target);
+    println!("device: {}", summary.device);
     println!("total relative error of compressed matrices: {:.4}", summary.rel_error_total);
     println!("nominal code bits per parameter: {:.3}", summary.nominal_bits_per_parameter);
     println!("{}", summary.budget_note);

@@ -105,7 +105,7 @@ impl DeltaFile {
         Error::InvalidDelta { file: self.source.name().to_string(), message: format!("tensor '{tensor}': {message}") }
     }
 
-    /// The file name.
+    /// Returns the file name.
     pub fn name(&self) -> &str {
         self.source.name()
     }
@@ -130,6 +130,22 @@ impl DeltaFile {
     pub fn stored_bytes(&self, name: &str) -> u64 {
         let prefix = format!("{name}/");
         self.header.tensors.iter().filter(|t| t.name.starts_with(&prefix)).map(|t| t.byte_len()).sum()
+    }
+
+    /// Checks the stored bytes of `record` against its recorded hash, so corruption is reported, not applied.
+    pub fn check_data(&self, record: &TensorRecord) -> Result<()> {
+        let Some(expected) = &record.data_xxh3 else { return Ok(()) };
+        let prefix = format!("{}/", record.name);
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for entry in self.header.tensors.iter().filter(|t| t.name.starts_with(&prefix)) {
+            hasher.update(&self.source.read_at(entry.begin_byte, entry.byte_len() as usize)?);
+        }
+        let actual = super::records::hex64(hasher.digest());
+        if &actual != expected {
+            return Err(self.invalid(&record.name, format!(
+                "the stored data is corrupt (hash {actual}, expected {expected}); download or copy the compressed delta again")));
+        }
+        Ok(())
     }
 
     /// Reads the raw bytes of stored tensor `NAME/suffix`.

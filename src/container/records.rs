@@ -56,6 +56,9 @@ pub struct TensorRecord {
     /// Run-length encoded widths of the candidate triplets, for kind `quantized`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation: Option<String>,
+    /// XXH3-64 of the stored tensors' bytes, concatenated in file order, as 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_xxh3: Option<String>,
 }
 
 /// Encodes widths as `WIDTHxCOUNT` runs joined by commas.

@@ -33,6 +33,8 @@ struct Entry {
 pub struct ContainerWriter {
     entries: Vec<Entry>,
     data_bytes: u64,
+    record_hash: Option<xxhash_rust::xxh3::Xxh3>,
+    record_bytes: u64,
 }
 
 impl ContainerWriter {
@@ -41,10 +43,26 @@ impl ContainerWriter {
         Self::default()
     }
 
+    /// Starts hashing the stored tensors of one record.
+    pub fn begin_record(&mut self) {
+        self.record_hash = Some(xxhash_rust::xxh3::Xxh3::new());
+        self.record_bytes = 0;
+    }
+
+    /// Returns the hash of the bytes added since [`Self::begin_record`], or `None` when there were none.
+    pub fn finish_record(&mut self) -> Option<String> {
+        let hash = self.record_hash.take()?;
+        (self.record_bytes > 0).then(|| super::records::hex64(hash.digest()))
+    }
+
     /// Appends one tensor's bytes; `bytes.len()` must equal `shape × dtype size`.
     pub fn add(&mut self, sink: &mut dyn DataSink, name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<()> {
         debug_assert_eq!(bytes.len(), shape.iter().product::<usize>() * dtype.size_bytes(), "{name}");
         sink.write(bytes)?;
+        if let Some(hash) = self.record_hash.as_mut() {
+            hash.update(bytes);
+            self.record_bytes += bytes.len() as u64;
+        }
         let begin = self.data_bytes;
         self.data_bytes += bytes.len() as u64;
         self.entries.push(Entry { name: name.to_string(), dtype, shape: shape.to_vec(), begin, end: self.data_bytes });

@@ -14,6 +14,7 @@
 //! A [`GpuContext`] is built once, holds the device and the compiled
 //! pipelines, and is passed by reference to every call. The same async code
 //! runs natively (under `pollster::block_on`) and in the browser (WebGPU).
+//! [`open_context`] and [`wait`] connect it to the synchronous pipeline.
 //!
 //! The bit-exact kernels compute f16 rounding and division in integer
 //! arithmetic (`shaders/quant_common.wgsl`), because WGSL leaves both looser
@@ -35,12 +36,14 @@ pub mod limits;
 mod readback;
 mod quantize;
 mod reconstruct;
+mod select;
 
 pub use cost_table::cost_table;
 pub use dequantize::dequantize;
 pub use limits::Tiling;
 pub use quantize::{quantize_batch, QuantizedWithError};
 pub use reconstruct::{reconstruct_rows, squared_error};
+pub use select::{open_context, wait, Device, NO_ADAPTER_MESSAGE};
 
 use kernels::Kernels;
 

@@ -3,13 +3,16 @@
 //!
 //! Data-free form: the input covariance is the identity, so the error of a
 //! triplet is measured in the Frobenius norm of the delta.
+//!
+//! The cost table comes from a [`CostTableBuilder`], which uses the GPU when
+//! the run has one. Every other step runs on the CPU.
 
 use faer::linalg::solvers::{DenseSolveCore, Solve};
 use faer::{Mat, MatRef, Side};
 
 use super::EncodedMatrix;
 use crate::allocate::{allocate, Allocation, CostTable};
-use crate::cost::build_cost_table;
+use crate::cost::CostTableBuilder;
 use crate::error::{Error, Result};
 use crate::packed::PackedMatrix;
 use crate::quant::{dequantize_into, quantize, QuantizedVector};
@@ -24,8 +27,15 @@ const RIDGE_RELATIVE: f32 = 1e-6;
 /// Progress stages of one matrix, reported to the caller.
 pub type StageCallback<'a> = &'a mut dyn FnMut(&str);
 
-/// Compresses one `[m, n]` delta (row-major) with ADAMIX within `budget_bits`.
+/// Compresses one `[m, n]` delta (row-major) with ADAMIX within `budget_bits`, on the CPU.
+#[allow(clippy::too_many_arguments)]
 pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, stage: StageCallback) -> Result<EncodedMatrix> {
+    compress_matrix_with(tensor, delta, m, n, widths, budget_bits, policy, &mut CostTableBuilder::cpu(tensor), stage)
+}
+
+/// [`compress_matrix`], building the cost tables with `cost_tables`, which may use the GPU.
+#[allow(clippy::too_many_arguments)]
+pub fn compress_matrix_with(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, cost_tables: &mut CostTableBuilder, stage: StageCallback) -> Result<EncodedMatrix> {
     let delta_ref = MatRef::from_row_major_slice(delta, m, n);
     let r_max = crate::budget::max_rank(m, n, widths, budget_bits);
     let mut candidates = initial_candidates(m, n, widths, budget_bits, r_max, policy);
@@ -34,7 +44,7 @@ pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: 
         let triplets = top_triplets(delta_ref, candidates, policy, tensor)?;
 
         stage("cost table");
-        let table = build_cost_table(&triplets, widths);
+        let table = cost_tables.build(&triplets, widths);
 
         // The candidates suffice when the allocation drops the tail of them:
         // smaller singular values are worth less per bit, so none beyond
@@ -53,7 +63,7 @@ pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: 
 /// Share of the candidates below which the last kept triplet must lie for the candidate set to suffice.
 const TAIL_SHARE: f64 = 0.9;
 
-/// The first number of candidate triplets: all of them for a full SVD, else as many as fit at 2 bits.
+/// Returns the first number of candidate triplets: all of them for a full SVD, else as many as fit at 2 bits.
 fn initial_candidates(m: usize, n: usize, widths: &[u8], budget_bits: u64, r_max: usize, policy: SvdPolicy) -> usize {
     let cheap_width = widths.iter().copied().find(|&w| w >= 2).unwrap_or(1);
     let guess = (budget_bits / crate::budget::triplet_cost_bits(m, n, cheap_width)) as usize;
@@ -64,7 +74,7 @@ fn initial_candidates(m: usize, n: usize, widths: &[u8], budget_bits: u64, r_max
     }
 }
 
-/// Allocates widths from a cost table and quantizes; `triplets` and `table` may cover more triplets than fit.
+/// Allocates widths from a cost table and quantizes. `triplets` and `table` may cover more triplets than fit.
 ///
 /// This is the part that a new budget repeats; the SVD and the cost table
 /// can be reused from an earlier run at a larger budget.
@@ -110,7 +120,7 @@ pub fn quantize_columns(factors: &Mat<f32>, kept: &[usize], widths: &[u8]) -> (V
     (parts, hat)
 }
 
-/// The Gram matrix `H_U = Σ V̂ᵀ V̂ Σ + λI` of the right factor `B = V̂ Σ`.
+/// Computes `B = V̂ Σ` and the Gram matrix `H_U = Bᵀ B + λI`.
 fn right_gram(v_hat: &Mat<f32>, sigma: &[f32]) -> (Mat<f32>, Mat<f32>) {
     let k = sigma.len();
     let b = Mat::<f32>::from_fn(v_hat.nrows(), k, |r, j| v_hat[(r, j)] * sigma[j]);
@@ -162,7 +172,7 @@ pub fn quantize_with_feedback(tensor: &str, mut u_star: Mat<f32>, v_hat: &Mat<f3
         let end = (start + FEEDBACK_BLOCK).min(k);
         let mut block_error = Mat::<f32>::zeros(m, end - start);
         for j in start..end {
-            // 1. Quantize column j as it stands after earlier feedback.
+            // 1. Quantize column j as it is after earlier feedback.
             let part = quantize(u_star.col_as_slice(j), widths[j]);
             dequantize_into(&part.codes, &part.scales, &part.mins, &mut dequantized);
 
