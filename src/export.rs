@@ -3,7 +3,9 @@
 //! Each compressed matrix `Δ̂ = Û diag(σ) V̂ᵀ` becomes `lora_B = Û diag(σ)`
 //! (`[m, k]`) and `lora_A = V̂ᵀ` (`[k, n]`), both in f16, under the PEFT key
 //! names `base_model.model.MODULE.lora_A.weight` and `...lora_B.weight`,
-//! where `MODULE` is the tensor name without `.weight`. Ranks differ per
+//! where `MODULE` is the tensor name without `.weight`; embedding modules
+//! use PEFT's `lora_embedding_A`/`lora_embedding_B` names and layout instead
+//! (see `is_embedding`). Ranks differ per
 //! module, so `adapter_config.json` lists each in `rank_pattern` and sets the
 //! module's `alpha_pattern` to the same value: PEFT scales by `alpha / r`, so
 //! the scale is exactly 1 and `W + B·A` reproduces `W_base + Δ̂` up to f16
@@ -52,14 +54,33 @@ pub fn export_peft(delta: &DeltaFile) -> Result<PeftAdapter> {
         let (m, n) = (factors.u.nrows(), factors.v.nrows());
         let b: Vec<u8> = (0..m).flat_map(|i| (0..k).map(move |j| (i, j))).flat_map(|(i, j)| f16::from_f32(factors.u[(i, j)] * factors.sigma[j]).to_le_bytes()).collect();
         let a: Vec<u8> = (0..k).flat_map(|j| (0..n).map(move |c| (j, c))).flat_map(|(j, c)| f16::from_f32(factors.v[(c, j)]).to_le_bytes()).collect();
-        tensors.push((format!("base_model.model.{module}.lora_A.weight"), vec![k, n], a));
-        tensors.push((format!("base_model.model.{module}.lora_B.weight"), vec![m, k], b));
+        if is_embedding(&module) {
+            // PEFT's Embedding layer adds (lora_embedding_B · lora_embedding_A)ᵀ to
+            // the [num_embeddings, dim] weight, with A [r, num_embeddings] and
+            // B [dim, r], so the factors are stored transposed.
+            let a_t: Vec<u8> = (0..k).flat_map(|j| (0..m).map(move |i| (i, j))).flat_map(|(i, j)| f16::from_f32(factors.u[(i, j)] * factors.sigma[j]).to_le_bytes()).collect();
+            let b_t: Vec<u8> = (0..n).flat_map(|c| (0..k).map(move |j| (c, j))).flat_map(|(c, j)| f16::from_f32(factors.v[(c, j)]).to_le_bytes()).collect();
+            tensors.push((format!("base_model.model.{module}.lora_embedding_A"), vec![k, m], a_t));
+            tensors.push((format!("base_model.model.{module}.lora_embedding_B"), vec![n, k], b_t));
+        } else {
+            tensors.push((format!("base_model.model.{module}.lora_A.weight"), vec![k, n], a));
+            tensors.push((format!("base_model.model.{module}.lora_B.weight"), vec![m, k], b));
+        }
         ranks.insert(module, k);
     }
     if ranks.is_empty() {
         return Err(Error::InvalidDelta { file: delta.name().into(), message: "the delta contains no low-rank matrix, so there is nothing to export as LoRA (BitDelta files cannot be exported)".into() });
     }
     Ok(PeftAdapter { model: safetensors_bytes(&tensors), config: peft_config(&ranks), skipped })
+}
+
+/// Whether a module is an `nn.Embedding`, which PEFT adapts with `lora_embedding_A/B`.
+///
+/// NOTE: decided by name (`embed`, `wte`, `wpe`), as the checkpoint does not
+/// record module types; an output head such as `lm_head` is a Linear layer.
+fn is_embedding(module: &str) -> bool {
+    let lower = module.to_ascii_lowercase();
+    ["embed", "wte", "wpe"].iter().any(|p| lower.contains(p)) && !lower.contains("lm_head")
 }
 
 fn decode_factors(delta: &DeltaFile, matrix: &EncodedMatrix, name: &str) -> Result<Factors> {

@@ -15,6 +15,17 @@ fn main() -> std::process::ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 
+    // glibc raises its mmap threshold as large buffers are freed, after which
+    // tensor-sized buffers come from heap arenas that are rarely trimmed, and
+    // peak memory grew with the number of tensors (1.1 GB at 4 layers, 2.2 GB
+    // at 16, BENCHMARKS.md). A fixed 1 MiB threshold returns every large buffer
+    // to the system when it is freed.
+    // SAFETY: mallopt only changes allocator settings and is called before any thread starts.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+
     // A signal ends the process without destructors, so remove partial outputs here.
     let handler = ctrlc::set_handler(|| {
         cli::remove_partial_files();

@@ -566,7 +566,7 @@ async function testExports(page, temporaryDirectory) {
     const adapter = runCli(['inspect', peftFiles.get('adapter_model.safetensors'), '--json']);
     const names = adapter.tensors.map((tensor) => tensor.name);
     check('CLI reads adapter_model.safetensors with LoRA tensors',
-      names.length > 0 && names.every((name) => /\.lora_[AB]\.weight$/.test(name)),
+      names.length > 0 && names.every((name) => /\.(lora_[AB]\.weight|lora_embedding_[AB])$/.test(name)),
       `${names.length} tensors, e.g. ${names[0]}`);
   }
   const skipped = await page.isVisible('#peft-skipped') ? await page.textContent('#peft-skipped') : '';
