@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [quick|memory|full]      (default: quick)
 #
-# quick (16 min on the 2-core machine of BENCHMARKS.md, under load):
+# quick (6 min on the quiet 2-core machine of BENCHMARKS.md, 16 min under load):
 #   - native CLI, whole pipeline (read, delta, SVD, allocation, quantization,
 #     packing, write) at ratio 1/16 on a pair holding one [4096, 4096] BF16
 #     matrix and on one holding one [11008, 4096] matrix: RUNS runs each with
@@ -19,8 +19,8 @@
 #     worker's WebAssembly memory;
 #   - peak resident set size and total time of the CLI on a synthetic
 #     Llama-2-7B-shaped pair with 1 layer.
-# memory (36 min on the same machine, plus 13 min to generate 13 GB of
-#   inputs once): peak resident set size and total time of the CLI
+# memory (13 min there when quiet, 36 min under load, plus 13 min to
+#   generate 13 GB of inputs once): peak resident set size and total time of the CLI
 #   on the Llama-2-7B-shaped pair with 4 and with 16 layers. The pairs have
 #   no embeddings, which would add 1.3 layers' worth of parameters.
 # full: quick with the 4- and 16-layer pairs in place of the 1-layer pair,
