@@ -87,12 +87,12 @@ impl Checkpoint {
         self.locations.len()
     }
 
-    /// Whether the checkpoint holds no tensors.
+    /// Returns whether the checkpoint contains no tensors.
     pub fn is_empty(&self) -> bool {
         self.locations.is_empty()
     }
 
-    /// The header entry of tensor `name`, if present.
+    /// Returns the header entry of tensor `name`, if present.
     pub fn entry(&self, name: &str) -> Option<&TensorEntry> {
         self.by_name.get(name).map(|&i| {
             let (f, e) = self.locations[i];
@@ -135,7 +135,7 @@ impl Checkpoint {
         Ok(values)
     }
 
-    /// The metadata of the first file.
+    /// Returns the metadata of the first file.
     pub fn metadata(&self) -> &BTreeMap<String, String> {
         &self.headers[0].metadata
     }

@@ -210,7 +210,7 @@ pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(Error::file(path.display(), "the folder holds no .safetensors file"));
+                return Err(Error::file(path.display(), "the folder contains no .safetensors file"));
             }
             for file in files {
                 sources.push(Box::new(FileSource::open(&file)?));
