@@ -14,17 +14,18 @@ use std::collections::BTreeMap;
 
 use faer::MatRef;
 use half::f16;
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::budget::{PADDING_BITS, WIDTHS};
 use crate::checkpoint::{Checkpoint, Dtype};
 use crate::clock::Stopwatch;
 use crate::container::records::{encode_allocation, hex64};
-use crate::container::{ContainerWriter, DataSink, Kind, TensorRecord, FORMAT_NAME, FORMAT_VERSION};
+use crate::container::{ContainerWriter, DataSink, Kind, StoredPart, TensorRecord, FORMAT_NAME, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::cost::CostTableBuilder;
 use crate::explore::MatrixCache;
-use crate::gpu::{open_context, GpuContext, GpuError};
+use crate::gpu::{block_on, open_context, GpuContext, GpuError};
 use crate::methods::{adamix, bitdelta, delta_come, low_rank, squared_error, EncodedMatrix, Method};
 use crate::pair::{pair, PairingReport, Plan};
 use crate::svd::SvdPolicy;
@@ -145,40 +146,124 @@ pub fn compress_with_cache(base: &Checkpoint, finetuned: &Checkpoint, options: &
 /// Runs the pipeline of [`compress`] with the GPU context and the cache given, each optional.
 fn run_pipeline(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, gpu: Option<&GpuContext>, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink, cache: Option<&MatrixCache>) -> Result<CompressOutcome> {
     let clock = Stopwatch::start();
-    check_options(options)?;
     let gpu = gpu.filter(|_| options.method == Method::Adamix);
 
     // 1. Pair tensors and plan the budget from the headers alone.
-    let (plans, mut pairing) = pair(base, finetuned, options.store_mismatched)?;
-    let budget = plan_budget(finetuned, &plans, options)?;
-    events(Event::Plan(&pairing, plans.len()));
+    let run = RunPlan::new(base, finetuned, options)?;
+    events(Event::Plan(&run.pairing, run.len()));
 
     // 2. One tensor at a time: read, compress, write, release.
-    let mut writer = ContainerWriter::new();
-    let mut records = Vec::with_capacity(plans.len());
-    let mut rows = Vec::with_capacity(plans.len());
-    let mut notices = finetuned.notices.clone();
-    for (index, (name, plan)) in plans.iter().enumerate() {
-        let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: plans.len() });
-        stage("read");
-        let tensor = TensorJob { base, finetuned, name, budget: &budget, options, cache, gpu };
-        let (record, row, gpu_error) = tensor.run(*plan, &mut writer, sink, &mut stage)?;
-        if record.kind == Kind::Unchanged {
-            pairing.unchanged.push(name.clone());
-        }
-        if let Some(error) = gpu_error {
-            notices.push(format!("tensor '{name}': the GPU failed, so it was compressed on the CPU instead, with the same result: {error}"));
-        }
-        events(Event::Tensor(&row));
-        records.push(record);
-        rows.push(row);
+    let mut outputs = Vec::with_capacity(run.len());
+    for index in 0..run.len() {
+        let job = TensorJob { base, finetuned, run: &run, index, options, cache, gpu };
+        let mut stage = |stage: &str| events(Event::Progress { tensor: job.name(), stage, index, total: run.len() });
+        let output = block_on(job.run(sink, &mut stage))?;
+        events(Event::Tensor(&output.row));
+        outputs.push(output);
     }
 
     // 3. The header, with the records and the base fingerprint.
+    let device = gpu.map_or_else(|| "cpu".to_string(), GpuContext::adapter_label);
+    finish_run(finetuned, options, &run, outputs, device, clock.seconds())
+}
+
+/// What a run decides from the headers alone, before reading any tensor.
+pub struct RunPlan {
+    plans: Vec<(String, Plan)>,
+    budget: BudgetPlan,
+    pairing: PairingReport,
+}
+
+impl RunPlan {
+    /// Checks the options, pairs the tensors and plans the budget.
+    pub fn new(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions) -> Result<RunPlan> {
+        check_options(options)?;
+        let (plans, pairing) = pair(base, finetuned, options.store_mismatched)?;
+        let budget = plan_budget(finetuned, &plans, options)?;
+        Ok(RunPlan { plans, budget, pairing })
+    }
+
+    /// Number of tensors of the fine-tune, each of which the run stores or records.
+    pub fn len(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// Whether the fine-tune has no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty()
+    }
+
+    /// Name of tensor `index`.
+    pub fn name(&self, index: usize) -> &str {
+        &self.plans[index].0
+    }
+
+    /// Element count of tensor `index` when it is a matrix the method compresses, else 0.
+    ///
+    /// The page's scheduler starts the largest matrices first.
+    pub fn matrix_elements(&self, index: usize) -> u64 {
+        match self.plans[index].1 {
+            Plan::Matrix(m, n) => (m * n) as u64,
+            _ => 0,
+        }
+    }
+
+    /// The pairing report; its list of unchanged tensors fills in as tensors are read.
+    pub fn pairing(&self) -> &PairingReport {
+        &self.pairing
+    }
+}
+
+/// One tensor's share of a run: its record, its report row and its stored
+/// parts, whose bytes went to the data sink.
+///
+/// The page's workers compress different tensors and send their outputs to
+/// one worker as JSON, which joins them with [`finish_run`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorOutput {
+    /// The container record.
+    pub record: TensorRecord,
+    /// The report row.
+    pub row: TensorRow,
+    /// The stored tensors, in data order.
+    pub parts: Vec<StoredPart>,
+    /// The GPU error after which the tensor was finished on the CPU, if any.
+    pub gpu_error: Option<String>,
+}
+
+/// Compresses tensor `index` of `run`, writing its data to `sink`.
+///
+/// `stage` receives the names of the steps as they start. The future awaits
+/// only the GPU kernels, so with `gpu` `None` it is ready at its first poll.
+#[allow(clippy::too_many_arguments)]
+pub async fn compress_tensor(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, run: &RunPlan, index: usize, gpu: Option<&GpuContext>, sink: &mut dyn DataSink, stage: &mut dyn FnMut(&str)) -> Result<TensorOutput> {
+    let gpu = gpu.filter(|_| options.method == Method::Adamix);
+    TensorJob { base, finetuned, run, index, options, cache: None, gpu }.run(sink, stage).await
+}
+
+/// Joins the outputs of every tensor of `run`, in tensor order, into the file head and the report.
+pub fn finish_run(finetuned: &Checkpoint, options: &CompressOptions, run: &RunPlan, outputs: Vec<TensorOutput>, device: String, seconds: f64) -> Result<CompressOutcome> {
+    if outputs.len() != run.len() || outputs.iter().zip(&run.plans).any(|(output, (name, _))| &output.record.name != name) {
+        return Err(Error::InvalidOptions(format!("the outputs of {} tensors do not match the run's {} tensors in order", outputs.len(), run.len())));
+    }
+    let mut writer = ContainerWriter::new();
+    let mut pairing = run.pairing.clone();
+    let mut notices = finetuned.notices.clone();
+    let (mut records, mut rows) = (Vec::with_capacity(outputs.len()), Vec::with_capacity(outputs.len()));
+    for output in outputs {
+        writer.append_parts(&output.parts);
+        if output.record.kind == Kind::Unchanged {
+            pairing.unchanged.push(output.record.name.clone());
+        }
+        if let Some(error) = output.gpu_error {
+            notices.push(format!("tensor '{}': the GPU failed, so it was compressed on the CPU instead, with the same result: {error}", output.record.name));
+        }
+        records.push(output.record);
+        rows.push(output.row);
+    }
     let metadata = build_metadata(finetuned, options, &records)?;
     let header = writer.header(&metadata);
-    let device = gpu.map_or_else(|| "cpu".to_string(), GpuContext::adapter_label);
-    let summary = summarize(&budget, &rows, header.len() as u64, writer.data_bytes(), options, pairing, device, notices, clock.seconds());
+    let summary = summarize(&run.budget, &rows, header.len() as u64, writer.data_bytes(), options, pairing, device, notices, seconds);
     Ok(CompressOutcome { header, summary, rows })
 }
 
@@ -242,56 +327,63 @@ pub(crate) fn plan_budget(finetuned: &Checkpoint, plans: &[(String, Plan)], opti
 struct TensorJob<'a> {
     base: &'a Checkpoint,
     finetuned: &'a Checkpoint,
-    name: &'a str,
-    budget: &'a BudgetPlan,
+    run: &'a RunPlan,
+    index: usize,
     options: &'a CompressOptions,
     cache: Option<&'a MatrixCache>,
     gpu: Option<&'a GpuContext>,
 }
 
 impl TensorJob<'_> {
-    /// Stores the tensor; also returns the GPU error after which it was finished on the CPU, if any.
-    fn run(&self, plan: Plan, writer: &mut ContainerWriter, sink: &mut dyn DataSink, stage: &mut dyn FnMut(&str)) -> Result<(TensorRecord, TensorRow, Option<GpuError>)> {
+    fn name(&self) -> &str {
+        self.run.name(self.index)
+    }
+
+    /// Stores the tensor through a writer of its own and returns its output.
+    async fn run(&self, sink: &mut dyn DataSink, stage: &mut dyn FnMut(&str)) -> Result<TensorOutput> {
+        stage("read");
         let clock = Stopwatch::start();
-        let entry = self.finetuned.entry(self.name).expect("plans come from the fine-tune");
+        let name = self.name();
+        let plan = self.run.plans[self.index].1;
+        let entry = self.finetuned.entry(name).expect("plans come from the fine-tune");
         let mut record = TensorRecord {
-            name: self.name.to_string(), kind: Kind::Whole, dtype: entry.dtype.name().to_string(),
+            name: name.to_string(), kind: Kind::Whole, dtype: entry.dtype.name().to_string(),
             shape: entry.shape.clone(), base_xxh3: None, allocation: None, data_xxh3: None,
         };
         let mut row = TensorRow {
-            name: self.name.to_string(), kind: "", shape: entry.shape.clone(), dtype: record.dtype.clone(),
+            name: name.to_string(), kind: String::new(), shape: entry.shape.clone(), dtype: record.dtype.clone(),
             delta_norm_ratio: None, kept_rank: None, width_counts: BTreeMap::new(), rel_error: None,
-            delta_norm_squared: None, matrix: false, tensor_type: crate::report::tensor_type(self.name), code_bits: 0, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
+            delta_norm_squared: None, matrix: false, tensor_type: crate::report::tensor_type(name).into(), code_bits: 0, bytes: 0, budget_bytes: None, seconds: 0.0, spectrum: Vec::new(), allocation: Vec::new(),
             device: "cpu".into(),
         };
-        let before = writer.data_bytes();
+        let mut writer = ContainerWriter::new();
         writer.begin_record();
         let gpu_error = match plan {
-            Plan::Whole => self.store_whole(writer, sink, &mut record).map(|()| None)?,
-            Plan::CompareBytes => self.compare_bytes(writer, sink, &mut record).map(|()| None)?,
-            Plan::SmallDelta | Plan::Matrix(..) => self.store_delta(plan, writer, sink, &mut record, &mut row, stage)?,
+            Plan::Whole => self.store_whole(&mut writer, sink, &mut record).map(|()| None)?,
+            Plan::CompareBytes => self.compare_bytes(&mut writer, sink, &mut record).map(|()| None)?,
+            Plan::SmallDelta | Plan::Matrix(..) => self.store_delta(plan, &mut writer, sink, &mut record, &mut row, stage).await?,
         };
         stage("write");
         record.data_xxh3 = writer.finish_record();
-        row.kind = if record.kind.is_matrix() { self.options.method.name() } else { record.kind.label() };
+        row.kind = if record.kind.is_matrix() { self.options.method.name().into() } else { record.kind.label().into() };
         row.matrix = record.kind.is_matrix();
-        row.bytes = writer.data_bytes() - before;
+        row.bytes = writer.data_bytes();
         row.seconds = clock.seconds();
-        Ok((record, row, gpu_error))
+        Ok(TensorOutput { record, row, parts: writer.parts().to_vec(), gpu_error: gpu_error.map(|e| e.to_string()) })
     }
 
     fn store_whole(&self, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord) -> Result<()> {
-        let entry = self.finetuned.entry(self.name).expect("plans come from the fine-tune");
-        let bytes = self.finetuned.read_bytes(self.name)?;
-        writer.add(sink, &format!("{}/whole", self.name), entry.dtype, &entry.shape, &bytes)?;
+        let entry = self.finetuned.entry(self.name()).expect("plans come from the fine-tune");
+        let bytes = self.finetuned.read_bytes(self.name())?;
+        writer.add(sink, &format!("{}/whole", self.name()), entry.dtype, &entry.shape, &bytes)?;
         record.kind = Kind::Whole;
         Ok(())
     }
 
     fn compare_bytes(&self, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord) -> Result<()> {
-        let base_bytes = self.base.read_bytes(self.name)?;
-        let ft_bytes = self.finetuned.read_bytes(self.name)?;
-        let same_dtype = self.base.entry(self.name).map(|e| e.dtype) == self.finetuned.entry(self.name).map(|e| e.dtype);
+        let base_bytes = self.base.read_bytes(self.name())?;
+        let ft_bytes = self.finetuned.read_bytes(self.name())?;
+        let same_dtype = self.base.entry(self.name()).map(|e| e.dtype) == self.finetuned.entry(self.name()).map(|e| e.dtype);
         if same_dtype && base_bytes == ft_bytes {
             record.kind = Kind::Unchanged;
             record.base_xxh3 = Some(hex64(xxh3_64(&base_bytes)));
@@ -300,14 +392,14 @@ impl TensorJob<'_> {
         self.store_whole(writer, sink, record)
     }
 
-    fn store_delta(&self, plan: Plan, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<Option<GpuError>> {
+    async fn store_delta(&self, plan: Plan, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<Option<GpuError>> {
         // 1. The delta: from the cache when an explorer built one, else read and subtract.
-        let cached = self.cache.and_then(|cache| cache.get(self.name));
+        let cached = self.cache.and_then(|cache| cache.get(self.name()));
         let owned;
         let delta = match cached {
             Some(entry) => &entry.delta,
             None => {
-                owned = read_delta(self.base, self.finetuned, self.name, stage)?;
+                owned = read_delta(self.base, self.finetuned, self.name(), stage)?;
                 &owned
             }
         };
@@ -321,22 +413,22 @@ impl TensorJob<'_> {
 
         // 2. Compress: the method for matrices, f16 for the rest.
         match plan {
-            Plan::Matrix(m, n) => self.store_matrix(&delta.values, m, n, writer, sink, record, row, stage),
+            Plan::Matrix(m, n) => self.store_matrix(&delta.values, m, n, writer, sink, record, row, stage).await,
             _ => self.store_f16_delta(&delta.values, delta.delta_norm_squared, writer, sink, record, row).map(|()| None),
         }
     }
 
     /// Stores a 2-D delta; also returns the GPU error after which its cost tables were built on the CPU, if any.
     #[allow(clippy::too_many_arguments)]
-    fn store_matrix(&self, delta: &[f32], m: usize, n: usize, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<Option<GpuError>> {
+    async fn store_matrix(&self, delta: &[f32], m: usize, n: usize, writer: &mut ContainerWriter, sink: &mut dyn DataSink, record: &mut TensorRecord, row: &mut TensorRow, stage: &mut dyn FnMut(&str)) -> Result<Option<GpuError>> {
         // 1. Encode with the chosen method within the matrix's budget.
-        let budget_bits = self.budget.matrix_budget_bits(m, n);
-        let name = self.name;
+        let budget_bits = self.run.budget.matrix_budget_bits(m, n);
+        let name = self.name();
         let mut cost_tables = CostTableBuilder::new(name, self.gpu);
         let encoded = match self.options.method {
             Method::Adamix => match self.cache.and_then(|cache| cache.get(name)) {
                 Some(entry) => adamix::encode_with_table(name, MatRef::from_row_major_slice(delta, m, n), &entry.triplets, &entry.table, budget_bits, stage)?,
-                None => adamix::compress_matrix_with(name, delta, m, n, &self.options.widths, budget_bits, self.options.svd, &mut cost_tables, stage)?,
+                None => adamix::compress_matrix_with(name, delta, m, n, &self.options.widths, budget_bits, self.options.svd, &mut cost_tables, stage).await?,
             },
             Method::DeltaCome => delta_come::compress_matrix(name, delta, m, n, budget_bits, self.options.svd, stage)?,
             Method::LowRank => low_rank::compress_matrix(name, delta, m, n, budget_bits, self.options.svd, stage)?,
@@ -385,7 +477,7 @@ impl TensorJob<'_> {
         let error: f64 = delta.iter().zip(&stored).map(|(&x, s)| ((x - s.to_f32()) as f64).powi(2)).sum();
         row.rel_error = Some((error / delta_norm_squared).sqrt());
         let bytes: Vec<u8> = stored.iter().flat_map(|v| v.to_le_bytes()).collect();
-        writer.add(sink, &format!("{}/delta", self.name), Dtype::F16, &record.shape, &bytes)?;
+        writer.add(sink, &format!("{}/delta", self.name()), Dtype::F16, &record.shape, &bytes)?;
         record.kind = Kind::F16Delta;
         Ok(())
     }

@@ -62,9 +62,11 @@ impl<'a> CostTableBuilder<'a> {
     }
 
     /// Builds the cost table of `triplets` over `widths`, on the GPU unless there is no context or it already failed for this tensor.
-    pub fn build(&mut self, triplets: &Triplets, widths: &[u8]) -> CostTable {
+    ///
+    /// Without a GPU context the future is ready at its first poll.
+    pub async fn build(&mut self, triplets: &Triplets, widths: &[u8]) -> CostTable {
         if let (Some(ctx), None) = (self.gpu, &self.gpu_error) {
-            match gpu::wait("cost_table", gpu::cost_table(ctx, triplets, widths)) {
+            match gpu::cost_table(ctx, triplets, widths).await {
                 Ok(table) => {
                     self.built_on_gpu = true;
                     return table;

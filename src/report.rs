@@ -5,17 +5,19 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pair::PairingReport;
 
 /// The result of one tensor.
-#[derive(Debug, Clone, Serialize)]
+///
+/// It also travels between the page's workers as JSON, hence `Deserialize`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TensorRow {
     /// Tensor name.
     pub name: String,
     /// How it was stored: the method's name for a compressed matrix, else `f16 delta`, `whole` or `unchanged`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Shape of the fine-tune's tensor.
     pub shape: Vec<usize>,
     /// The fine-tune's dtype.
@@ -33,7 +35,7 @@ pub struct TensorRow {
     /// Whether this is a compressed 2-D delta.
     pub matrix: bool,
     /// `attention`, `mlp`, `embedding` or `other`, from the tensor name.
-    pub tensor_type: &'static str,
+    pub tensor_type: String,
     /// Code bits stored for a compressed matrix.
     pub code_bits: u64,
     /// Bytes stored in the file body for this tensor.

@@ -7,12 +7,16 @@
 //! user-facing sentence. This is the one place where core errors are
 //! converted for JS.
 
-use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 use web_sys::{Blob, File, FileReaderSync};
 
 use crate::checkpoint::{read_header, ByteSource, Checkpoint};
-use crate::compress::{compress, CompressOptions, CompressOutcome, Event};
+use crate::compress::{compress_tensor, finish_run, CompressOptions, CompressOutcome, Event, RunPlan, TensorOutput};
+use crate::gpu::{select_context, Device, GpuContext};
 use crate::container::{DataSink, DeltaFile};
 use crate::error::{Error, Result};
 use crate::explore::Explorer as CoreExplorer;
@@ -126,7 +130,7 @@ fn outcome_to_js(outcome: &CompressOutcome) -> JsValue {
     result.into()
 }
 
-/// Reads `{ratio, method?, store_mismatched?}`.
+/// Reads `{ratio, method?, device?, store_mismatched?}`.
 fn parse_options(options: &JsValue) -> Result<CompressOptions> {
     let get = |key: &str| Reflect::get(options, &key.into()).ok();
     let ratio = get("ratio").and_then(|v| v.as_f64()).unwrap_or(1.0 / 16.0);
@@ -135,22 +139,98 @@ fn parse_options(options: &JsValue) -> Result<CompressOptions> {
         Some(name) => Method::parse(&name).ok_or_else(|| Error::InvalidOptions(format!("unknown method '{name}'; use adamix, delta-come, low-rank or bitdelta")))?,
         None => Method::Adamix,
     };
-    Ok(CompressOptions { ratio, store_mismatched, method, ..Default::default() })
+    let device = match get("device").and_then(|v| v.as_string()) {
+        Some(name) => Device::parse(&name).ok_or_else(|| Error::InvalidOptions(format!("unknown device '{name}'; use auto, gpu or cpu")))?,
+        None => Device::Auto,
+    };
+    Ok(CompressOptions { ratio, store_mismatched, method, device, ..Default::default() })
 }
 
-/// Compresses the delta between two checkpoints given as arrays of `File`.
+/// What a session holds between the page's requests.
+struct SessionState {
+    base: Checkpoint,
+    finetuned: Checkpoint,
+    options: CompressOptions,
+    run: RunPlan,
+    gpu: Option<GpuContext>,
+}
+
+/// One compression run as seen by one worker of the page's pool.
 ///
-/// `options` is `{ratio, method?, store_mismatched?}`. Returns
-/// `{header: Uint8Array, summary, rows}`; the file is `header` followed by
-/// every chunk sent through `on_event`.
+/// Every worker opens a session on the same files and options and compresses
+/// the tensors the page hands it; one of them then joins the outputs of all
+/// into the file head and the report. The output equals that of a single
+/// synchronous run, byte for byte.
 #[wasm_bindgen]
-pub fn compress_files(base_files: Array, finetuned_files: Array, options: JsValue, on_event: Function) -> std::result::Result<JsValue, JsValue> {
-    let options = parse_options(&options).map_err(to_js_error)?;
-    let base = open_checkpoint(&base_files).map_err(to_js_error)?;
-    let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
-    let mut sink = ChunkSink { on_event: &on_event };
-    let outcome = compress(&base, &finetuned, &options, &mut forward(&on_event), &mut sink).map_err(to_js_error)?;
-    Ok(outcome_to_js(&outcome))
+pub struct Session {
+    state: Rc<SessionState>,
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Opens both checkpoints, plans the run and, unless `options.device` is `cpu`, a WebGPU context.
+    ///
+    /// `options` is `{ratio, method?, device?, store_mismatched?}`.
+    pub async fn open(base_files: Array, finetuned_files: Array, options: JsValue) -> std::result::Result<Session, JsValue> {
+        let options = parse_options(&options).map_err(to_js_error)?;
+        let base = open_checkpoint(&base_files).map_err(to_js_error)?;
+        let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
+        let run = RunPlan::new(&base, &finetuned, &options).map_err(to_js_error)?;
+        let gpu = if options.method == Method::Adamix { select_context(options.device).await.map_err(to_js_error)? } else { None };
+        Ok(Session { state: Rc::new(SessionState { base, finetuned, options, run, gpu }) })
+    }
+
+    /// `{pairing, device, tensors: [{name, matrix_elements}]}`: the plan, before any tensor is read.
+    pub fn plan(&self) -> JsValue {
+        let run = &self.state.run;
+        let tensors: Vec<_> = (0..run.len()).map(|i| serde_json::json!({ "name": run.name(i), "matrix_elements": run.matrix_elements(i) })).collect();
+        to_js(&serde_json::json!({ "pairing": run.pairing(), "device": self.device(), "tensors": tensors }))
+    }
+
+    /// Compresses tensor `index`, sending its `progress` and `chunk` events to `on_event`.
+    ///
+    /// Resolves to `{output, row}`: `output` is the JSON text that
+    /// [`Session::finish`] takes, `row` the tensor's report row.
+    pub fn compress_tensor(&self, index: usize, on_event: Function) -> Promise {
+        let state = Rc::clone(&self.state);
+        future_to_promise(async move {
+            let run = &state.run;
+            if index >= run.len() {
+                return Err(to_js_error(Error::InvalidOptions(format!("tensor index {index} is out of range; the run has {} tensors", run.len()))));
+            }
+            let (name, total) = (run.name(index).to_string(), run.len());
+            let mut stage = |stage: &str| emit(&on_event, "progress", &[
+                ("tensor", name.as_str().into()), ("stage", stage.into()), ("index", (index as f64).into()), ("total", (total as f64).into())]);
+            let mut sink = ChunkSink { on_event: &on_event };
+            let output = compress_tensor(&state.base, &state.finetuned, &state.options, run, index, state.gpu.as_ref(), &mut sink, &mut stage)
+                .await.map_err(to_js_error)?;
+            let result = Object::new();
+            set(&result, "output", &serde_json::to_string(&output).expect("outputs serialize").into());
+            set(&result, "row", &to_js(&output.row));
+            Ok(result.into())
+        })
+    }
+
+    /// Joins the outputs of every tensor (JSON texts from [`Session::compress_tensor`], in tensor order).
+    ///
+    /// Returns `{header: Uint8Array, summary, rows}`; the file is `header`
+    /// followed by the chunks of tensor 0, then those of tensor 1, and so on.
+    pub fn finish(&self, outputs: Array, seconds: f64) -> std::result::Result<JsValue, JsValue> {
+        let mut parsed = Vec::with_capacity(outputs.length() as usize);
+        for (index, value) in outputs.iter().enumerate() {
+            let text = value.as_string().ok_or_else(|| to_js_error(Error::InvalidOptions(format!("output {index} is not a string"))))?;
+            let output: TensorOutput = serde_json::from_str(&text)
+                .map_err(|e| to_js_error(Error::InvalidOptions(format!("output {index} is not a tensor output: {e}"))))?;
+            parsed.push(output);
+        }
+        let state = &self.state;
+        let outcome = finish_run(&state.finetuned, &state.options, &state.run, parsed, self.device(), seconds).map_err(to_js_error)?;
+        Ok(outcome_to_js(&outcome))
+    }
+
+    fn device(&self) -> String {
+        self.state.gpu.as_ref().map_or_else(|| "cpu".to_string(), GpuContext::adapter_label)
+    }
 }
 
 /// Discards data, for solves whose file is not wanted.

@@ -12,6 +12,7 @@ import {
 } from './files.js';
 import { formatBytes, formatError, formatFraction, formatSeconds } from './format.js';
 import { METHOD_LABELS, METHODS } from './methods.js';
+import { CompressionPool } from './pool.js';
 import {
   bytesByTypeFigure, drawFigure, errorBarsFigure, methodTotalsFigure, spectralRows, spectrumFigure,
   widthHeatmapFigure, widthHistogramFigure,
@@ -40,7 +41,7 @@ const STAGE_LABELS = {
 
 // Controls that are disabled while a task runs.
 const TASK_CONTROLS = [
-  'compress', 'compare', 'load-demo', 'method', 'ratio', 'base-input', 'finetuned-input',
+  'compress', 'compare', 'load-demo', 'method', 'device', 'ratio', 'base-input', 'finetuned-input',
   'download-report', 'export-peft', 'export-reconstructed',
 ];
 
@@ -222,6 +223,21 @@ function showProgress(prefix, event) {
   renderRunningStatus();
 }
 
+// Shows the pool's progress: tensors done, what each worker does, time left.
+function showPoolProgress(prefix, { done, total, running, etaSeconds }) {
+  $('progress').max = Math.max(total, 1);
+  $('progress').value = done;
+  const working = running.map(({ tensor, stage }) => `${tensor} (${STAGE_LABELS[stage] ?? stage})`).join(', ');
+  const eta = etaSeconds === null ? '' : ` · about ${formatSeconds(etaSeconds)} left`;
+  task.statusMessage = `${prefix}${done} of ${total} tensors done${working ? ` · ${working}` : ''}${eta}`;
+  renderRunningStatus();
+}
+
+// Names the device of a session: 'cpu', or the WebGPU adapter's name.
+function deviceLabel(device) {
+  return device === 'cpu' ? 'the CPU' : `the GPU (${device})`;
+}
+
 // ---- Compressing and comparing ----
 
 function clearResults() {
@@ -269,38 +285,38 @@ async function runCompressions(methods, keptMethod) {
       $('results-body').replaceChildren();
     }
 
-    const chunks = [];
     let pairing = null;
     let tensorCount = 0;
-    const worker = new CoreWorker();
-    thisTask.worker = worker;
+    const pool = new CompressionPool();
+    thisTask.worker = pool;
     let result;
     try {
-      result = await worker.request('compress', {
-        base: runInputs.base, finetuned: runInputs.finetuned, ratio, method, keepFile,
-      }, (event) => {
-        if (event.kind === 'plan') {
-          pairing = event.pairing;
-          tensorCount = event.tensors;
+      result = await pool.run({
+        base: runInputs.base, finetuned: runInputs.finetuned, ratio, method, device: $('device').value, keepFile,
+      }, {
+        onPlan: (plan) => {
+          pairing = plan.pairing;
+          tensorCount = plan.tensors.length;
+          thisTask.statusMessage = `${prefix}${plan.workers} ${plan.workers === 1 ? 'worker' : 'workers'} on ${deviceLabel(plan.device)}`;
           if (!pairingShown) {
             renderPairing($('pairing'), pairing, tensorCount);
             pairingShown = true;
           }
-        } else if (event.kind === 'progress') {
-          showProgress(prefix, event);
-        } else if (event.kind === 'chunk') {
-          chunks.push(event.bytes);
-        } else if (event.kind === 'tensor' && keepFile) {
-          appendTensorRow($('results-body'), event.row);
-          $('results').hidden = false;
-          noteUnchangedTensor(pairing, tensorCount, event.row);
-        }
+        },
+        onProgress: (progress) => showPoolProgress(prefix, progress),
+        onTensor: (row) => {
+          if (keepFile) {
+            appendTensorRow($('results-body'), row);
+            $('results').hidden = false;
+            noteUnchangedTensor(pairing, tensorCount, row);
+          }
+        },
       });
     } catch (error) {
       handleTaskError(thisTask, error);
       return;
     } finally {
-      worker.terminate();
+      pool.terminate();
     }
     if (task !== thisTask) {
       return;
@@ -315,7 +331,7 @@ async function runCompressions(methods, keptMethod) {
     if (keepFile) {
       // The output stays a list of chunks. A Blob made from the list avoids
       // copying a large output into one array.
-      const blob = new Blob([result.header, ...chunks], { type: 'application/octet-stream' });
+      const blob = new Blob([result.header, ...result.chunks], { type: 'application/octet-stream' });
       keptResult = { method, ratio, summary: result.summary, rows: result.rows, blob };
     }
   }

@@ -2,7 +2,9 @@
 //
 // Every request from the page is {id, kind, ...fields}. Requests:
 //   {kind: 'inspect', file: File}
-//   {kind: 'compress', base: File[], finetuned: File[], ratio, method, keepFile}
+//   {kind: 'session-open', base: File[], finetuned: File[], ratio, method, device}
+//   {kind: 'session-tensor', index, keepFile}
+//   {kind: 'session-finish', outputs: string[], seconds}
 //   {kind: 'explorer-open', base: File[], finetuned: File[]}
 //   {kind: 'explorer-solve', ratio}
 //   {kind: 'explorer-write', ratio}
@@ -12,10 +14,13 @@
 // events go to the page with the request's id. Then exactly one
 // {id, kind: 'result', result} or {id, kind: 'error', message} follows.
 //
-// The core's calls are synchronous, so requests run one after another in the
-// order they arrive. The page cancels a request by terminating the worker.
-// Only the explorer outlives a request: it stays in this worker's memory
-// until the next 'explorer-open' or until the worker is terminated.
+// A compression is a session: the page opens one in each worker of its pool
+// (pool.js), asks each worker for different tensors, then asks one worker to
+// join the outputs. A tensor's request may await WebGPU; the page sends a
+// worker its next request only after the last one answered. The page cancels
+// by terminating the worker. The session and the explorer outlive their
+// requests: each stays in this worker's memory until the next one of its kind
+// is opened or the worker is terminated.
 
 import init, * as core from './pkg/adamix.js';
 
@@ -24,10 +29,13 @@ import init, * as core from './pkg/adamix.js';
 const ready = init();
 
 let explorer = null;
+let session = null;
 
 const HANDLERS = {
   inspect: ({ file }) => ({ result: core.inspect_file(file) }),
-  compress,
+  'session-open': openSession,
+  'session-tensor': compressTensor,
+  'session-finish': finishSession,
   'explorer-open': openExplorer,
   'explorer-solve': solveExplorer,
   'explorer-write': writeExplorer,
@@ -50,15 +58,27 @@ self.onmessage = async (message) => {
     return;
   }
   try {
-    const { result, transfer = [] } = handler(request, eventForwarder(request));
+    const { result, transfer = [] } = await handler(request, eventForwarder(request));
     self.postMessage({ id: request.id, kind: 'result', result }, transfer);
   } catch (error) {
     postError(request.id, describe(error));
   }
 };
 
-function compress({ base, finetuned, ratio, method }, onEvent) {
-  return withHeader(core.compress_files(base, finetuned, { ratio, method }, onEvent));
+async function openSession({ base, finetuned, ratio, method, device }) {
+  requireExport('Session');
+  session?.free();
+  session = null;
+  session = await core.Session.open(base, finetuned, { ratio, method, device });
+  return { result: session.plan() };
+}
+
+async function compressTensor({ index }, onEvent) {
+  return { result: await requireSession().compress_tensor(index, onEvent) };
+}
+
+function finishSession({ outputs, seconds }) {
+  return withHeader(requireSession().finish(outputs, seconds));
 }
 
 function openExplorer({ base, finetuned }, onEvent) {
@@ -105,6 +125,13 @@ function withHeader({ header, summary, rows }) {
   return { result: { header: bytes, summary, rows }, transfer: [bytes.buffer] };
 }
 
+function requireSession() {
+  if (!session) {
+    throw new Error('No compression session is open in this worker; the page sends session-open first.');
+  }
+  return session;
+}
+
 function requireExplorer() {
   if (!explorer) {
     throw new Error('The budget explorer is not open in this worker. Open it with Explore budget first.');
@@ -120,8 +147,8 @@ function requireExport(name) {
   }
 }
 
-// Returns the event callback for one request. A 'compress' request with
-// keepFile false only needs the totals, so its chunks are dropped here
+// Returns the event callback for one request. A 'session-tensor' request
+// with keepFile false only needs the totals, so its chunks are dropped here
 // instead of being copied to the page.
 function eventForwarder(request) {
   const keepChunks = request.keepFile !== false;

@@ -12,7 +12,7 @@ pub mod reader;
 
 pub use reader::DeltaFile;
 pub use records::{Kind, TensorRecord};
-pub use writer::{ContainerWriter, DataSink};
+pub use writer::{ContainerWriter, DataSink, StoredPart};
 
 /// Value of the `adamix.format` metadata entry.
 pub const FORMAT_NAME: &str = "adamix-delta";

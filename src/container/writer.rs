@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::checkpoint::Dtype;
@@ -20,18 +21,43 @@ impl DataSink for Vec<u8> {
     }
 }
 
-struct Entry {
-    name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    begin: u64,
-    end: u64,
+/// One stored tensor: its name, dtype, shape and length in bytes.
+///
+/// Offsets follow from the order of the parts, so parts written apart (by
+/// the page's workers, one tensor each) can be joined in tensor order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredPart {
+    /// Name in the container, such as `layer.0.weight/u_codes`.
+    pub name: String,
+    /// Dtype name, such as `U8`.
+    #[serde(with = "dtype_by_name")]
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Length of its bytes.
+    pub len: u64,
+}
+
+/// Serializes a [`Dtype`] as its safetensors name.
+mod dtype_by_name {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::checkpoint::Dtype;
+
+    pub fn serialize<S: Serializer>(dtype: &Dtype, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(dtype.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dtype, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Dtype::parse(&name).ok_or_else(|| D::Error::custom(format!("unknown dtype '{name}'")))
+    }
 }
 
 /// Writes tensors to a [`DataSink`] and produces the matching header.
 #[derive(Default)]
 pub struct ContainerWriter {
-    entries: Vec<Entry>,
+    parts: Vec<StoredPart>,
     data_bytes: u64,
     record_hash: Option<xxhash_rust::xxh3::Xxh3>,
     record_bytes: u64,
@@ -63,10 +89,22 @@ impl ContainerWriter {
             hash.update(bytes);
             self.record_bytes += bytes.len() as u64;
         }
-        let begin = self.data_bytes;
         self.data_bytes += bytes.len() as u64;
-        self.entries.push(Entry { name: name.to_string(), dtype, shape: shape.to_vec(), begin, end: self.data_bytes });
+        self.parts.push(StoredPart { name: name.to_string(), dtype, shape: shape.to_vec(), len: bytes.len() as u64 });
         Ok(())
+    }
+
+    /// Records parts whose bytes another writer already sent to the data buffer, in that order.
+    pub fn append_parts(&mut self, parts: &[StoredPart]) {
+        for part in parts {
+            self.data_bytes += part.len;
+            self.parts.push(part.clone());
+        }
+    }
+
+    /// The parts added so far, in data order.
+    pub fn parts(&self) -> &[StoredPart] {
+        &self.parts
     }
 
     /// Bytes written to the data buffer so far.
@@ -76,7 +114,12 @@ impl ContainerWriter {
 
     /// Builds the file head: the 8-byte length and the JSON header, padded with spaces to 8 bytes.
     pub fn header(&self, metadata: &BTreeMap<String, String>) -> Vec<u8> {
-        header_bytes(metadata, self.entries.iter().map(|e| (e.name.as_str(), e.dtype, e.shape.as_slice(), e.begin, e.end)))
+        let mut begin = 0;
+        header_bytes(metadata, self.parts.iter().map(|part| {
+            let entry = (part.name.as_str(), part.dtype, part.shape.as_slice(), begin, begin + part.len);
+            begin += part.len;
+            entry
+        }))
     }
 }
 

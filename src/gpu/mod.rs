@@ -14,7 +14,8 @@
 //! A [`GpuContext`] is built once, holds the device and the compiled
 //! pipelines, and is passed by reference to every call. The same async code
 //! runs natively (under `pollster::block_on`) and in the browser (WebGPU).
-//! [`open_context`] and [`wait`] connect it to the synchronous pipeline.
+//! [`select_context`] builds the context of a run and [`block_on`] drives the
+//! pipeline's futures for synchronous callers.
 //!
 //! The bit-exact kernels compute f16 rounding and division in integer
 //! arithmetic (`shaders/quant_common.wgsl`), because WGSL leaves both looser
@@ -43,7 +44,7 @@ pub use dequantize::dequantize;
 pub use limits::Tiling;
 pub use quantize::{quantize_batch, QuantizedWithError};
 pub use reconstruct::{reconstruct_rows, squared_error};
-pub use select::{open_context, wait, Device, NO_ADAPTER_MESSAGE};
+pub use select::{block_on, open_context, select_context, Device, NO_ADAPTER_MESSAGE};
 
 use kernels::Kernels;
 

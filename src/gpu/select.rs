@@ -1,10 +1,10 @@
-//! Device selection for the synchronous pipeline: the `--device` choice, the
-//! one [`GpuContext`] of a run, and waiting for a kernel on the calling thread.
+//! Device selection: the `--device` choice, the one [`GpuContext`] of a run,
+//! and driving the pipeline's futures.
 //!
-//! The pipeline in [`crate::compress`] is synchronous, and the kernels are
-//! `async` because WebGPU is. Natively a kernel's future is driven to
-//! completion with `pollster`. The browser cannot block on WebGPU, so there
-//! the pipeline stays on the CPU.
+//! The per-tensor pipeline in [`crate::compress`] is `async` because the GPU
+//! kernels are (WebGPU is). Natively [`block_on`] drives it with `pollster`.
+//! In the browser the worker awaits it through `wasm-bindgen-futures`; there
+//! [`block_on`] serves only futures that await no kernel.
 
 use std::future::Future;
 
@@ -42,8 +42,18 @@ impl Device {
     }
 }
 
+/// How a user switches to the CPU, for error messages.
+#[cfg(not(target_arch = "wasm32"))]
+const CPU_HINT: &str = "use --device cpu";
+#[cfg(target_arch = "wasm32")]
+const CPU_HINT: &str = "choose Device: CPU on the page";
+
 /// Message of the error that `Device::Gpu` raises when wgpu finds no adapter.
+#[cfg(not(target_arch = "wasm32"))]
 pub const NO_ADAPTER_MESSAGE: &str = "no GPU adapter found; install a Vulkan driver (mesa-vulkan-drivers) or use --device cpu";
+/// Message of the error that `Device::Gpu` raises when the browser offers no WebGPU adapter.
+#[cfg(target_arch = "wasm32")]
+pub const NO_ADAPTER_MESSAGE: &str = "this browser offers no WebGPU adapter (WebGPU is off, or the GPU is blocklisted); choose Device: CPU on the page";
 
 /// Builds the context that `device` selects, or returns `None` for the CPU.
 ///
@@ -51,15 +61,14 @@ pub const NO_ADAPTER_MESSAGE: &str = "no GPU adapter found; install a Vulkan dri
 /// `Device::Auto`, a missing adapter, a software adapter or a failed device
 /// creation is logged and the run uses the CPU. With `Device::Gpu`, either one is an
 /// [`Error::InvalidOptions`] whose message names the fix.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn open_context(device: Device) -> Result<Option<GpuContext>> {
+pub async fn select_context(device: Device) -> Result<Option<GpuContext>> {
     if device == Device::Cpu {
         return Ok(None);
     }
-    match pollster::block_on(GpuContext::new()) {
+    match GpuContext::new().await {
         // A software adapter such as lavapipe emulates the GPU on the CPU and
         // was measured slower than the CPU path (7.7 s against 5.7 s on the demo
-        // pair), so only an explicit `--device gpu` uses it.
+        // pair), so only an explicit `Device::Gpu` uses it.
         Ok(ctx) if device == Device::Auto && ctx.adapter_info.device_type == wgpu::DeviceType::Cpu => {
             log::info!("{} is a software adapter; running on the CPU", ctx.describe());
             Ok(None)
@@ -79,36 +88,41 @@ pub fn open_context(device: Device) -> Result<Option<GpuContext>> {
             log::info!("wgpu found no adapter: {reason}");
             Err(Error::InvalidOptions(NO_ADAPTER_MESSAGE.into()))
         }
-        Err(error) => Err(Error::InvalidOptions(format!("{error}; use --device cpu to run on the CPU"))),
+        Err(error) => Err(Error::InvalidOptions(format!("{error}; {CPU_HINT} to run on the CPU"))),
     }
 }
 
-/// Builds the context that `device` selects: always `None` in the browser, where the pipeline runs on the CPU.
-#[cfg(target_arch = "wasm32")]
-pub fn open_context(device: Device) -> Result<Option<GpuContext>> {
-    // TODO: The browser would select the GPU here. It stays on the CPU because
-    // the wasm core is synchronous (a worker reads files with FileReaderSync)
-    // and WebGPU is asynchronous, so nothing here can wait for a kernel. The
-    // GPU path needs an async pipeline in the worker first.
-    match device {
-        Device::Auto | Device::Cpu => Ok(None),
-        Device::Gpu => Err(Error::InvalidOptions("the browser build compresses on the CPU only; use device auto or cpu".into())),
-    }
-}
-
-/// Waits on the calling thread for a kernel's future and returns its result.
+/// [`select_context`] for synchronous callers.
 ///
-/// `kernel` names the kernel in the error returned where waiting is impossible.
+/// In the browser only [`Device::Cpu`] can be opened this way, because
+/// finding a WebGPU adapter has to wait for the JavaScript event loop.
+pub fn open_context(device: Device) -> Result<Option<GpuContext>> {
+    if cfg!(target_arch = "wasm32") && device != Device::Cpu {
+        return Err(Error::InvalidOptions("the synchronous entry points of the browser build run on the CPU only; use device cpu, or the async session API for the GPU".into()));
+    }
+    block_on(select_context(device))
+}
+
+/// Drives `future` to completion on the calling thread.
+///
+/// Natively this blocks until the GPU kernels it awaits are done. In the
+/// browser a thread cannot block on WebGPU, whose callbacks run from the
+/// JavaScript event loop, so there it polls once: callers pass futures that
+/// await no kernel (the pipeline without a GPU context), which are ready then.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn wait<T>(_kernel: &'static str, future: impl Future<Output = std::result::Result<T, GpuError>>) -> std::result::Result<T, GpuError> {
+pub fn block_on<F: Future>(future: F) -> F::Output {
     pollster::block_on(future)
 }
 
-/// Returns an error naming `kernel`, because a thread in the browser cannot
-/// block on WebGPU, whose callbacks run from the JavaScript event loop.
+/// Polls `future` once and returns its output; see the native version.
 #[cfg(target_arch = "wasm32")]
-pub fn wait<T>(kernel: &'static str, _future: impl Future<Output = std::result::Result<T, GpuError>>) -> std::result::Result<T, GpuError> {
-    Err(GpuError::Kernel { kernel, message: "a synchronous caller cannot wait for WebGPU in the browser".into() })
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a synchronous call awaited WebGPU in the browser; use the async entry points of the wasm module there"),
+    }
 }
 
 impl GpuContext {

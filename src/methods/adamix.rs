@@ -14,6 +14,7 @@ use super::EncodedMatrix;
 use crate::allocate::{allocate, Allocation, CostTable};
 use crate::cost::CostTableBuilder;
 use crate::error::{Error, Result};
+use crate::gpu::block_on;
 use crate::packed::PackedMatrix;
 use crate::quant::{dequantize_into, quantize, QuantizedVector};
 use crate::svd::{top_triplets, SvdPolicy, Triplets};
@@ -30,12 +31,16 @@ pub type StageCallback<'a> = &'a mut dyn FnMut(&str);
 /// Compresses one `[m, n]` delta (row-major) with ADAMIX within `budget_bits`, on the CPU.
 #[allow(clippy::too_many_arguments)]
 pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, stage: StageCallback) -> Result<EncodedMatrix> {
-    compress_matrix_with(tensor, delta, m, n, widths, budget_bits, policy, &mut CostTableBuilder::cpu(tensor), stage)
+    block_on(compress_matrix_with(tensor, delta, m, n, widths, budget_bits, policy, &mut CostTableBuilder::cpu(tensor), stage))
 }
 
 /// [`compress_matrix`], building the cost tables with `cost_tables`, which may use the GPU.
+///
+/// The function is `async` only because a GPU kernel is: in the browser the
+/// worker awaits WebGPU here. Every step but the cost table runs on the CPU
+/// as it is reached, so with a CPU builder the future is ready at its first poll.
 #[allow(clippy::too_many_arguments)]
-pub fn compress_matrix_with(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, cost_tables: &mut CostTableBuilder, stage: StageCallback) -> Result<EncodedMatrix> {
+pub async fn compress_matrix_with(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, cost_tables: &mut CostTableBuilder<'_>, stage: StageCallback<'_>) -> Result<EncodedMatrix> {
     let delta_ref = MatRef::from_row_major_slice(delta, m, n);
     let r_max = crate::budget::max_rank(m, n, widths, budget_bits);
     let mut candidates = initial_candidates(m, n, widths, budget_bits, r_max, policy);
@@ -44,7 +49,7 @@ pub fn compress_matrix_with(tensor: &str, delta: &[f32], m: usize, n: usize, wid
         let triplets = top_triplets(delta_ref, candidates, policy, tensor)?;
 
         stage("cost table");
-        let table = cost_tables.build(&triplets, widths);
+        let table = cost_tables.build(&triplets, widths).await;
 
         // The candidates suffice when the allocation drops the tail of them:
         // smaller singular values are worth less per bit, so none beyond
