@@ -316,3 +316,18 @@ pub fn inspect_file(file: File) -> std::result::Result<JsValue, JsValue> {
     let tensors: Vec<_> = header.tensors.iter().map(|t| serde_json::json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape })).collect();
     Ok(to_js(&serde_json::json!({ "tensors": tensors, "metadata": header.metadata })))
 }
+
+/// Times each GPU kernel against its CPU reference on a synthetic `[m, n]`
+/// delta's leading `candidates` triplets (see `gpu::profile`); the GPU part
+/// runs when `use_gpu` is set and the browser offers a WebGPU adapter.
+///
+/// Resolves to `{device, kernels: [...]}`.
+#[wasm_bindgen]
+pub async fn profile_kernels(m: usize, n: usize, candidates: usize, repeats: usize, use_gpu: bool) -> std::result::Result<JsValue, JsValue> {
+    let device = if use_gpu { Device::Gpu } else { Device::Cpu };
+    let gpu = select_context(device).await.map_err(to_js_error)?;
+    let kernels = crate::gpu::profile::profile_kernels(gpu.as_ref(), m, n, candidates, repeats).await
+        .map_err(|e| to_js_error(Error::InvalidOptions(e.to_string())))?;
+    let label = gpu.as_ref().map_or_else(|| "cpu".to_string(), GpuContext::adapter_label);
+    Ok(to_js(&serde_json::json!({ "device": label, "kernels": kernels })))
+}

@@ -105,7 +105,7 @@ export function appendTensorRow(body, row) {
   // Only compressed matrices have a kept rank and widths.
   const isMatrix = row.kept_rank !== null && row.kept_rank !== undefined;
   const hasBudget = row.budget_bytes !== null && row.budget_bytes !== undefined;
-  const tr = element('tr', { 'data-tensor': row.name, 'data-kind': row.kind });
+  const tr = element('tr', { 'data-tensor': row.name, 'data-kind': row.kind, 'data-device': row.device ?? 'cpu' });
   tr.append(
     tensorNameCell(row.name),
     element('td', {}, row.kind),
@@ -154,7 +154,7 @@ function relativeErrorCell(relError) {
 }
 
 // Shows the totals of a result: the key figures, then the details.
-// data-rel-error-total and data-compressed-bytes carry raw numbers for tests.
+// data-rel-error-total, data-compressed-bytes and data-device carry raw values for tests.
 export function renderSummary(section, summary) {
   renderKeyFigures(section.querySelector('#key-figures'), summary);
   const values = section.querySelector('#summary-values');
@@ -166,7 +166,7 @@ export function renderSummary(section, summary) {
     ['Overall relative error of the compressed matrices', formatError(summary.rel_error_total)],
     ['Bytes spent on', `matrices ${formatBytes(summary.matrix_bytes)}, fixed costs ${formatBytes(summary.fixed_bytes)}, header ${formatBytes(summary.header_bytes)}`],
     ['Compression time', formatSeconds(summary.seconds)],
-    ['Ran on', summary.device ?? 'cpu'],
+    ['Ran on', describeDevice(summary.device ?? 'cpu')],
   ];
   if (typeof summary.nominal_bits_per_parameter === 'number') {
     rows.splice(3, 0, ['Code bits per matrix parameter',
@@ -181,7 +181,16 @@ export function renderSummary(section, summary) {
   notices.hidden = notices.childElementCount === 0;
   section.dataset.relErrorTotal = String(summary.rel_error_total);
   section.dataset.compressedBytes = String(summary.compressed_bytes);
+  section.dataset.device = summary.device ?? 'cpu';
   section.hidden = false;
+}
+
+// The device line of the summary: only the cost tables run on the GPU.
+function describeDevice(device) {
+  if (device === 'cpu') {
+    return 'CPU (WebAssembly)';
+  }
+  return `GPU ${device} for the cost tables, CPU (WebAssembly) for the other steps`;
 }
 
 // The four numbers a reader looks for first, in large type.

@@ -34,6 +34,7 @@ mod cost_table;
 mod dequantize;
 mod kernels;
 pub mod limits;
+pub mod profile;
 mod readback;
 mod quantize;
 mod reconstruct;

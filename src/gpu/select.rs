@@ -127,8 +127,14 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 impl GpuContext {
     /// Names the adapter and its backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`, for reports.
+    ///
+    /// Browsers may hide the adapter's name; the label then says so.
     pub fn adapter_label(&self) -> String {
-        format!("{} ({:?})", self.adapter_info.name, self.adapter_info.backend)
+        let name = match self.adapter_info.name.as_str() {
+            "" => "unnamed adapter",
+            name => name,
+        };
+        format!("{name} ({:?})", self.adapter_info.backend)
     }
 }
 

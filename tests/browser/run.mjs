@@ -7,7 +7,8 @@
 // target/release/adamix (cargo build --release) and /usr/bin/chromium
 // (scripts/setup.sh).
 // ADAMIX_TEST_TIMEOUT_S sets the time limit in seconds of one compression of
-// the demo pair (default 600).
+// the demo pair (default 600). ADAMIX_TEST_ONLY=TEXT runs only the parts whose
+// name contains TEXT.
 //
 // Prints one PASS or FAIL line per check and exits with status 1 if any check
 // failed. Screenshots go to test-results/: compress.png (one compression) and
@@ -81,9 +82,15 @@ function check(name, condition, detail = '') {
   return condition;
 }
 
+// ADAMIX_TEST_ONLY, when set, runs only the parts whose name contains it.
+const ONLY = process.env.ADAMIX_TEST_ONLY ?? '';
+
 // Runs one part of the test. An exception counts as one failed check, so the
 // remaining parts still run.
 async function part(name, body) {
+  if (!name.includes(ONLY)) {
+    return;
+  }
   console.log(`\n== ${name}`);
   try {
     await body();
@@ -235,6 +242,60 @@ async function testMainPath(context, serverUrl, temporaryDirectory, consoleLines
   check(`file is at most ${SIZE_SLACK} × 1/16 of the f16 fine-tune`, fileBytes <= limit,
     `${fileBytes} bytes, limit ${Math.floor(limit)} (f16 size ${f16Size})`);
   await page.close();
+}
+
+// Compresses the demo pair on `device` ('gpu' or 'cpu') and saves the file
+// as `fileName`. Returns {path, device, rowDevices} or null when it failed,
+// where rowDevices lists the device of each compressed matrix.
+async function compressOnDevice(context, serverUrl, consoleLines, device, directory, fileName) {
+  const page = await openPage(context, serverUrl, consoleLines);
+  await page.setInputFiles('#base-input', BASE_PATH);
+  await page.setInputFiles('#finetuned-input', FINETUNED_PATH);
+  await page.selectOption('#ratio', String(RATIO));
+  await page.selectOption('#device', device);
+  await page.click('#compress');
+  const { state, error } = await waitForRunEnd(page, RUN_TIMEOUT_MS);
+  if (!check(`compression with device ${device} finishes`, state === 'done', error ?? `state ${state}`)) {
+    await page.close();
+    return null;
+  }
+  const summaryDevice = await page.getAttribute('#summary', 'data-device');
+  const rowDevices = await page.$$eval('#results tr[data-kind="adamix"]', (rows) => rows.map((row) => row.dataset.device));
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const filePath = path.join(directory, fileName);
+  await download.saveAs(filePath);
+  await page.close();
+  return { path: filePath, device: summaryDevice, rowDevices };
+}
+
+// The WebGPU kernels (SwiftShader in headless Chromium) and the CPU path must
+// give the same file. (The native CLI's file differs in the last bits of the
+// SVD, which runs on two threads there; testMainPath compares its errors.)
+async function testWebGpu(context, serverUrl, temporaryDirectory, consoleLines) {
+  const gpu = await compressOnDevice(context, serverUrl, consoleLines, 'gpu', temporaryDirectory, 'gpu.safetensors');
+  const cpu = await compressOnDevice(context, serverUrl, consoleLines, 'cpu', temporaryDirectory, 'cpu.safetensors');
+  if (!gpu || !cpu) {
+    return;
+  }
+  check('the summary names the WebGPU adapter when the GPU ran', gpu.device && gpu.device !== 'cpu', `Ran on: ${gpu.device}`);
+  check('the summary says cpu when the CPU ran', cpu.device === 'cpu', `Ran on: ${cpu.device}`);
+  const gpuMatrices = gpu.rowDevices.filter((device) => device === 'gpu').length;
+  check('the GPU built the cost table of every compressed matrix', gpuMatrices > 0 && gpuMatrices === gpu.rowDevices.length,
+    `${gpuMatrices} of ${gpu.rowDevices.length} matrices on the GPU; devices: ${[...new Set(gpu.rowDevices)].join(', ')}`);
+
+  const [gpuBytes, cpuBytes] = await Promise.all([readFile(gpu.path), readFile(cpu.path)]);
+  check('the file is byte-identical whether the GPU or the CPU ran', gpuBytes.equals(cpuBytes),
+    `GPU ${gpuBytes.length} bytes, CPU ${cpuBytes.length} bytes${gpuBytes.equals(cpuBytes) ? '' : `, first difference at byte ${firstDifference(gpuBytes, cpuBytes)}`}`);
+}
+
+function firstDifference(a, b) {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i += 1) {
+    if (a[i] !== b[i]) {
+      return i;
+    }
+  }
+  return length;
 }
 
 async function testLoadDemo(context, serverUrl, consoleLines) {
@@ -808,6 +869,7 @@ async function main() {
       () => testMainPath(context, server.url, temporaryDirectory, consoleLines));
     await part('Compare all methods, exports and the budget explorer',
       () => testPreview(context, server.url, temporaryDirectory, consoleLines));
+    await part('WebGPU and CPU give the same file', () => testWebGpu(context, server.url, temporaryDirectory, consoleLines));
     await part('Load demo', () => testLoadDemo(context, server.url, consoleLines));
     await part('Cancel', () => testCancel(context, server.url, consoleLines));
     for (const missingFile of ['adamix.js', 'adamix_bg.wasm']) {
