@@ -1,8 +1,10 @@
 //! The PEFT LoRA export reproduces `W_base + Δ̂` module by module.
 //!
 //! The adapter is loaded the way PEFT applies it, `W + B·A·(alpha/r)` with
-//! each module's `r` and `alpha` from `rank_pattern` and `alpha_pattern`,
-//! and compared with the output of `apply` on the same compressed delta.
+//! each module's `r` and `alpha` from `rank_pattern` and `alpha_pattern`
+//! (for an embedding, `W + (B·A)ᵀ·(alpha/r)` with PEFT's `lora_embedding_A`
+//! `[r, num_embeddings]` and `lora_embedding_B` `[dim, r]`), and compared with
+//! the output of `apply` on the same compressed delta.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +19,15 @@ use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-fn checkpoint_bytes(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+/// The matrices of the synthetic pair: two linear modules and an embedding, `(module, m, n)`.
+const MODULES: [(&str, usize, usize); 3] = [("layer.0.mlp.up", 96, 200), ("layer.0.attn.q", 128, 128), ("embeddings.word_embeddings", 300, 64)];
+
+fn checkpoint_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
     let mut offset = 0u64;
     let mut entries = Vec::new();
     for (name, shape, values) in tensors {
         let len = 4 * values.len() as u64;
-        entries.push((*name, Dtype::F32, shape.as_slice(), offset, offset + len));
+        entries.push((name.as_str(), Dtype::F32, shape.as_slice(), offset, offset + len));
         offset += len;
     }
     let mut file = header_bytes(&BTreeMap::new(), entries.into_iter());
@@ -41,7 +46,7 @@ fn synthetic_pair() -> (Vec<u8>, Vec<u8>) {
     let mut rng = SmallRng::seed_from_u64(11);
     let mut base = Vec::new();
     let mut finetuned = Vec::new();
-    for (name, m, n) in [("layer.0.mlp.up.weight", 96usize, 200usize), ("layer.0.attn.q.weight", 128, 128)] {
+    for (name, m, n) in MODULES.iter().map(|&(module, m, n)| (format!("{module}.weight"), m, n)) {
         let w: Vec<f32> = (0..m * n).map(|_| rng.random_range(-0.1f32..0.1)).collect();
         let left: Vec<f32> = (0..m * 4).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let right: Vec<f32> = (0..4 * n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -49,12 +54,12 @@ fn synthetic_pair() -> (Vec<u8>, Vec<u8>) {
             let (i, j) = (k / n, k % n);
             (0..4).map(|r| left[i * 4 + r] * right[r * n + j] * 0.01 / (r + 1) as f32).sum::<f32>() + rng.random_range(-1e-4f32..1e-4)
         }).collect();
-        finetuned.push((name, vec![m, n], w.iter().zip(&delta).map(|(a, b)| a + b).collect::<Vec<_>>()));
+        finetuned.push((name.clone(), vec![m, n], w.iter().zip(&delta).map(|(a, b)| a + b).collect::<Vec<_>>()));
         base.push((name, vec![m, n], w));
     }
     let bias: Vec<f32> = (0..96).map(|i| i as f32 * 0.01).collect();
-    base.push(("layer.0.mlp.up.bias", vec![96], bias.clone()));
-    finetuned.push(("layer.0.mlp.up.bias", vec![96], bias.iter().map(|b| b + 0.001).collect()));
+    base.push(("layer.0.mlp.up.bias".into(), vec![96], bias.clone()));
+    finetuned.push(("layer.0.mlp.up.bias".into(), vec![96], bias.iter().map(|b| b + 0.001).collect()));
     (checkpoint_bytes(&base), checkpoint_bytes(&finetuned))
 }
 
@@ -88,28 +93,46 @@ fn peft_adapter_matches_apply() {
         let base_file = safetensors::SafeTensors::deserialize(&base_bytes).expect("base");
 
         assert_eq!(adapter.skipped.len(), 1, "{method:?}: only the bias is skipped: {:?}", adapter.skipped);
-        for (module, m, n) in [("layer.0.mlp.up", 96usize, 200usize), ("layer.0.attn.q", 128, 128)] {
+        for (module, m, n) in MODULES {
             let r = config["rank_pattern"][module].as_f64().expect("rank listed");
             let alpha = config["alpha_pattern"][module].as_f64().expect("alpha listed");
-            let a = f32_tensor(&model, &format!("base_model.model.{module}.lora_A.weight"));
-            let b = f32_tensor(&model, &format!("base_model.model.{module}.lora_B.weight"));
             let k = r as usize;
-            assert_eq!((a.len(), b.len()), (k * n, m * k), "{method:?} {module}: factor sizes");
+            let lora = lora_delta(&model, module, m, n, k);
             let w = f32_tensor(&base_file, &format!("{module}.weight"));
             let expected = f32_tensor(&applied, &format!("{module}.weight"));
             let (mut diff, mut norm) = (0.0f64, 0.0f64);
-            for i in 0..m {
-                for j in 0..n {
-                    let lora: f32 = (0..k).map(|t| b[i * k + t] * a[t * n + j]).sum();
-                    let loaded = w[i * n + j] + lora * (alpha / r) as f32;
-                    diff += ((loaded - expected[i * n + j]) as f64).powi(2);
-                    norm += ((expected[i * n + j] - w[i * n + j]) as f64).powi(2);
-                }
+            for i in 0..m * n {
+                let loaded = w[i] + lora[i] * (alpha / r) as f32;
+                diff += ((loaded - expected[i]) as f64).powi(2);
+                norm += ((expected[i] - w[i]) as f64).powi(2);
             }
             let relative = (diff / norm).sqrt();
             assert!(relative < 2e-3, "{method:?} {module}: LoRA differs from apply by {relative} of ‖Δ̂‖, above f16 rounding");
         }
     }
+}
+
+/// The unscaled LoRA delta of `module`, row-major `[m, n]`: `B·A` for a linear
+/// module, `(B·A)ᵀ` for an embedding, in PEFT's layouts.
+fn lora_delta(model: &safetensors::SafeTensors, module: &str, m: usize, n: usize, k: usize) -> Vec<f32> {
+    let prefix = format!("base_model.model.{module}");
+    if module.contains("embeddings") {
+        let a = f32_tensor(model, &format!("{prefix}.lora_embedding_A"));
+        let b = f32_tensor(model, &format!("{prefix}.lora_embedding_B"));
+        assert_eq!((a.len(), b.len()), (k * m, n * k), "{module}: embedding factor sizes");
+        // (B·A)[j, i] = Σ_t B[j, t] · A[t, i], stored at [i, j].
+        return (0..m * n).map(|index| {
+            let (i, j) = (index / n, index % n);
+            (0..k).map(|t| b[j * k + t] * a[t * m + i]).sum()
+        }).collect();
+    }
+    let a = f32_tensor(model, &format!("{prefix}.lora_A.weight"));
+    let b = f32_tensor(model, &format!("{prefix}.lora_B.weight"));
+    assert_eq!((a.len(), b.len()), (k * n, m * k), "{module}: factor sizes");
+    (0..m * n).map(|index| {
+        let (i, j) = (index / n, index % n);
+        (0..k).map(|t| b[i * k + t] * a[t * n + j]).sum()
+    }).collect()
 }
 
 #[test]

@@ -12,13 +12,17 @@ import { CoreWorker } from './core-worker.js';
 // Most workers a pool starts, whatever the number of cores.
 const MAX_WORKERS = 8;
 
-// Bytes a worker needs per element of the largest matrix it may compress:
-// the base, the fine-tune and the delta in f32, plus the SVD's work space.
-const WORKER_BYTES_PER_ELEMENT = 24;
+// Bytes a worker needs per element of the largest matrix it compresses: the
+// tensor's bytes, the base and the delta in f32, and the SVD's work space.
+// Measured: 192 MiB of WebAssembly memory for MiniLM (largest matrix 11.7 M
+// elements) and 215 MiB for one [4096, 4096] matrix (BENCHMARKS.md).
+const WORKER_BYTES_PER_ELEMENT = 16;
 // Bytes a worker needs besides the matrix: the module, the small tensors.
 const WORKER_BASE_BYTES = 64 * 1024 * 1024;
+// A worker's WebAssembly memory stops at 4 GiB (wasm32); a little is kept free.
+const WORKER_MEMORY_LIMIT = 3.75 * 2 ** 30;
 // Share of the device's memory (navigator.deviceMemory) the pool may plan for.
-const MEMORY_SHARE = 0.5;
+const MEMORY_SHARE = 0.75;
 // Assumed memory in GiB where the browser does not report it.
 const DEFAULT_DEVICE_MEMORY_GIB = 4;
 
@@ -60,6 +64,7 @@ export class CompressionPool {
     const started = performance.now();
     const first = this.startWorker();
     const plan = await first.request('session-open', sessionFields(request));
+    checkWorkerMemory(plan.tensors);
     const size = poolSize(largestMatrix(plan.tensors), plan.tensors.length);
     handlers.onPlan({ ...plan, workers: size });
 
@@ -102,6 +107,22 @@ export class CompressionPool {
 
 function sessionFields({ base, finetuned, ratio, method, device }) {
   return { base, finetuned, ratio, method, device };
+}
+
+// Rejects, before any work, a matrix too large for one worker's memory.
+// TODO: Such matrices need the delta streamed in row blocks through the
+// randomized SVD, the correction and the error measurement, which only ever
+// multiply the delta by thin matrices; today a worker holds it whole.
+function checkWorkerMemory(tensors) {
+  for (const tensor of tensors) {
+    const needed = WORKER_BASE_BYTES + WORKER_BYTES_PER_ELEMENT * tensor.matrix_elements;
+    if (needed > WORKER_MEMORY_LIMIT) {
+      const gib = (needed / 2 ** 30).toFixed(1);
+      throw new Error(`Tensor '${tensor.name}' has ${tensor.matrix_elements.toLocaleString('en-US')} elements, so ` +
+        `compressing it needs about ${gib} GiB of WebAssembly memory, more than the 4 GiB a browser worker can ` +
+        'address. Compress this checkpoint with the native command-line tool (adamix compress), which has no such limit.');
+    }
+  }
 }
 
 function largestMatrix(tensors) {

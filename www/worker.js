@@ -10,6 +10,7 @@
 //   {kind: 'explorer-write', ratio}
 //   {kind: 'apply', base: File[], delta: File}
 //   {kind: 'export-peft', delta: File}
+//   {kind: 'profile-kernels', m, n, candidates, repeats, useGpu}  (benchmarks)
 // While a request runs, the core's 'plan', 'progress', 'chunk' and 'tensor'
 // events go to the page with the request's id. Then exactly one
 // {id, kind: 'result', result} or {id, kind: 'error', message} follows.
@@ -41,6 +42,7 @@ const HANDLERS = {
   'explorer-write': writeExplorer,
   apply,
   'export-peft': exportPeft,
+  'profile-kernels': profileKernels,
 };
 
 self.onmessage = async (message) => {
@@ -116,6 +118,11 @@ function exportPeft({ delta }) {
   const { adapter, config, skipped } = core.export_peft(delta);
   const bytes = copyBytes(adapter);
   return { result: { adapter: bytes, config, skipped }, transfer: [bytes.buffer] };
+}
+
+async function profileKernels({ m, n, candidates, repeats, useGpu }) {
+  requireExport('profile_kernels');
+  return { result: await core.profile_kernels(m, n, candidates, repeats, useGpu) };
 }
 
 // Copies the file header out of a compression result, so that its buffer can
