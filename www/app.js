@@ -322,6 +322,8 @@ async function runCompressions(methods, keptMethod) {
       return;
     }
 
+    // The pool's figures belong to the page, not to the core's summary.
+    result.summary.worker_memory_bytes = result.workerMemoryBytes;
     if (result.summary.pairing) {
       renderPairing($('pairing'), result.summary.pairing, tensorCount);
     }

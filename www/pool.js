@@ -58,8 +58,9 @@ export class CompressionPool {
   //   onProgress({done, total, running, etaSeconds})  as work goes on, where
   //     running lists {tensor, stage} per busy worker;
   //   onTensor(row)  as each tensor finishes.
-  // Resolves to {header, summary, rows, chunks}, where chunks is the list of
-  // data chunks in file order (empty when keepFile is false).
+  // Resolves to {header, summary, rows, chunks, workerMemoryBytes}, where
+  // chunks is the list of data chunks in file order (empty when keepFile is
+  // false) and workerMemoryBytes the peak WebAssembly memory of each worker.
   async run(request, handlers) {
     const started = performance.now();
     const first = this.startWorker();
@@ -71,6 +72,7 @@ export class CompressionPool {
     const progress = new ProgressTracker(plan.tensors, started, handlers.onProgress);
     const queue = largestFirst(plan.tensors);
     const outputs = new Array(plan.tensors.length);
+    const memoryBytes = new Array(size).fill(0);
     const chunks = plan.tensors.map(() => []);
     const runWorker = async (worker, slot) => {
       if (worker !== first) {
@@ -86,6 +88,7 @@ export class CompressionPool {
           }
         });
         outputs[index] = result.output;
+        memoryBytes[slot] = Math.max(memoryBytes[slot], result.memoryBytes ?? 0);
         progress.finish(slot, index);
         handlers.onTensor(result.row);
       }
@@ -95,7 +98,7 @@ export class CompressionPool {
     await Promise.all([first, ...extra].map((worker, slot) => runWorker(worker, slot)));
     const seconds = (performance.now() - started) / 1000;
     const joined = await first.request('session-finish', { outputs, seconds });
-    return { ...joined, chunks: chunks.flat() };
+    return { ...joined, chunks: chunks.flat(), workerMemoryBytes: memoryBytes };
   }
 
   startWorker() {

@@ -154,7 +154,8 @@ function relativeErrorCell(relError) {
 }
 
 // Shows the totals of a result: the key figures, then the details.
-// data-rel-error-total, data-compressed-bytes and data-device carry raw values for tests.
+// data-rel-error-total, data-compressed-bytes, data-device and
+// data-worker-memory-bytes carry raw values for tests and benchmarks.
 export function renderSummary(section, summary) {
   renderKeyFigures(section.querySelector('#key-figures'), summary);
   const values = section.querySelector('#summary-values');
@@ -168,6 +169,10 @@ export function renderSummary(section, summary) {
     ['Compression time', formatSeconds(summary.seconds)],
     ['Ran on', describeDevice(summary.device ?? 'cpu')],
   ];
+  const workerMemory = summary.worker_memory_bytes;
+  if (workerMemory?.length > 0) {
+    rows.push(['Web Workers', `${workerMemory.length}, peak WebAssembly memory ${workerMemory.map(formatBytes).join(', ')}`]);
+  }
   if (typeof summary.nominal_bits_per_parameter === 'number') {
     rows.splice(3, 0, ['Code bits per matrix parameter',
       `${summary.nominal_bits_per_parameter.toFixed(3)} (codes only, without scales, zero points and header)`]);
@@ -182,6 +187,7 @@ export function renderSummary(section, summary) {
   section.dataset.relErrorTotal = String(summary.rel_error_total);
   section.dataset.compressedBytes = String(summary.compressed_bytes);
   section.dataset.device = summary.device ?? 'cpu';
+  section.dataset.workerMemoryBytes = JSON.stringify(summary.worker_memory_bytes ?? []);
   section.hidden = false;
 }
 

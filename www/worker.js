@@ -75,8 +75,12 @@ async function openSession({ base, finetuned, ratio, method, device }) {
   return { result: session.plan() };
 }
 
+// Also returns the size of this worker's WebAssembly memory, which only
+// grows, so that the page can show each worker's peak.
 async function compressTensor({ index }, onEvent) {
-  return { result: await requireSession().compress_tensor(index, onEvent) };
+  const { output, row } = await requireSession().compress_tensor(index, onEvent);
+  const { memory } = await ready;
+  return { result: { output, row, memoryBytes: memory.buffer.byteLength } };
 }
 
 function finishSession({ outputs, seconds }) {
