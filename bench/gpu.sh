@@ -4,7 +4,7 @@
 # real GPU is present) and in headless Chromium (WebGPU on SwiftShader).
 # BENCHMARKS.md records the results.
 #
-#   bench/gpu.sh
+#   bench/gpu.sh [all|native|browser]      (default: all)
 #
 # For the [4096, 4096] and the [11008, 4096] pairs of bench/make_pair.py:
 #   - examples/kernel_profile.rs: each kernel (cost table, quantize,
@@ -17,16 +17,23 @@
 #     the page's whole compression with Device GPU and Device CPU.
 #
 # Environment: RUNS (default 3). Results go to
-# bench/out/results/<time>-gpu/ (summary.md and the raw JSON lines).
+# bench/out/results/<time>-gpu/ (summary.md and the raw JSON lines), or to
+# RESULTS_DIR when set, which adds to an earlier run's files (for example
+# the browser part after a native one).
 set -euo pipefail
 
+PART="${1:-all}"
+case "$PART" in
+  all|native|browser) ;;
+  *) echo "usage: bench/gpu.sh [all|native|browser]" >&2; exit 2 ;;
+esac
 RUNS="${RUNS:-3}"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 OUT=bench/out
-RESULTS="$OUT/results/$(date +%Y%m%d-%H%M%S)-gpu"
+RESULTS="${RESULTS_DIR:-$OUT/results/$(date +%Y%m%d-%H%M%S)-gpu}"
 mkdir -p "$RESULTS"
 KERNELS_JSONL="$RESULTS/kernels.jsonl"
 CLI_JSONL="$RESULTS/cli.jsonl"
@@ -106,10 +113,10 @@ browser() {
 }
 
 started=$SECONDS
-record_machine
+[ -f "$RESULTS/machine.txt" ] || record_machine
 build
-native
-browser
+[ "$PART" = browser ] || native
+[ "$PART" = native ] || browser
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), total $((SECONDS - started)) s" >> "$RESULTS/machine.txt"
 python3 bench/summarize_gpu.py "$RESULTS" > "$RESULTS/summary.md"
 log "done in $((SECONDS - started)) s: $RESULTS/summary.md"

@@ -35,7 +35,7 @@ async function profileKernels(context, url, m, n, useGpu) {
   const page = await context.newPage();
   await page.goto(url);
   const result = await page.evaluate(async ({ m, n, candidates, repeats, useGpu }) => {
-    const { CoreWorker } = await import('./core-worker.js');
+    const { CoreWorker } = await import(new URL('www/core-worker.js', window.location.href).href);
     const worker = new CoreWorker();
     try {
       return await worker.request('profile-kernels', { m, n, candidates, repeats, useGpu });
