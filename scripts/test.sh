@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of adamix, first the native unit and integration tests, then
-# the browser tests in tests/browser/ against a fresh web build. On a machine
-# without a GPU, the native GPU tests need Mesa's lavapipe Vulkan driver, which
-# scripts/setup.sh installs. Installs what is missing and fetches the demo
-# checkpoints first. Exits non-zero when any step fails and prints a summary of
-# the steps at the end.
+# the browser tests in tests/browser/ (run.mjs, then inputs.mjs) against a
+# fresh web build. On a machine without a GPU, the native GPU tests need Mesa's
+# lavapipe Vulkan driver, which scripts/setup.sh installs. Installs what is
+# missing and fetches the demo checkpoints first. Exits non-zero when any step
+# fails and prints a summary of the steps at the end.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,7 +12,8 @@ cd "$repo_root"
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-BROWSER_TESTS=tests/browser/run.mjs
+# Browser test files, run in this order, each as a step of its own.
+BROWSER_TESTS=(tests/browser/run.mjs tests/browser/inputs.mjs)
 
 summary=()
 current_step=""
@@ -50,12 +51,13 @@ run_step() {
   current_step=""
 }
 
-run_browser_tests() {
-  if [ ! -f "$BROWSER_TESTS" ]; then
-    printf 'test: error: %s is missing, so the browser tests cannot run\n' "$BROWSER_TESTS" >&2
+run_browser_test() {
+  local file="$1"
+  if [ ! -f "$file" ]; then
+    printf 'test: error: %s is missing, so its browser tests cannot run\n' "$file" >&2
     return 1
   fi
-  node "$BROWSER_TESTS"
+  node "$file"
 }
 
 run_step "install missing tools (scripts/setup.sh)" scripts/setup.sh
@@ -66,4 +68,6 @@ export ADAMIX_REQUIRE_GPU=1
 run_step "native tests (cargo test --release)" cargo test --release
 run_step "web build (scripts/build-web.sh)" scripts/build-web.sh
 run_step "CLI build (cargo build --release)" cargo build --release
-run_step "browser tests (node $BROWSER_TESTS)" run_browser_tests
+for browser_test in "${BROWSER_TESTS[@]}"; do
+  run_step "browser tests (node $browser_test)" run_browser_test "$browser_test"
+done

@@ -3,8 +3,9 @@
 //! for bit and the bit allocation is built on it.
 //!
 //! Covers the library on a synthetic pair, the command line on the real demo
-//! pair (from scripts/fetch-demo.sh), the fallback to the CPU when the GPU
-//! fails on a tensor, and `--device` without an adapter.
+//! pair (from scripts/fetch-demo.sh) and on a matrix above 128 MiB in f32,
+//! the fallback to the CPU when the GPU fails on a tensor, and `--device`
+//! without an adapter.
 //!
 //! Tests that need an adapter print `SKIPPED: no GPU adapter (install
 //! mesa-vulkan-drivers)` and pass without one, unless `ADAMIX_REQUIRE_GPU=1`
@@ -22,8 +23,8 @@ use adamix::compress::{compress, compress_on, CompressOptions, CompressOutcome, 
 use adamix::gpu::{GpuContext, Tiling, NO_ADAPTER_MESSAGE};
 
 use common::{
-    add, assert_cli_success, demo_pair, gaussian_orthonormal_columns, memory_checkpoint, normal_values, safetensors_file, seeded_rng, stderr_text,
-    stdout_text, LowRank, Tensor,
+    add, assert_cli_success, demo_pair, gaussian_orthonormal_columns, memory_checkpoint, normal_values, report_rows, safetensors_file, seeded_rng,
+    stderr_text, stdout_text, LowRank, Tensor,
 };
 
 /// Matrices of the synthetic pair. The shapes are not multiples of the
@@ -251,6 +252,70 @@ fn cli_real_pair_gpu_file_matches_cpu() {
     let gpu_device = format!("device: {}", ctx.adapter_label());
     assert!(stdout_text(&gpu).contains(&gpu_device), "the GPU run prints '{gpu_device}':\n{}", stdout_text(&gpu));
     assert!(stdout_text(&cpu).contains("device: cpu"), "the CPU run prints 'device: cpu':\n{}", stdout_text(&cpu));
+    assert!(!stderr_text(&gpu).contains("fallback"), "the GPU run fell back to the CPU:\n{}", stderr_text(&gpu));
+}
+
+/// Shape of the large matrix, a BF16 embedding: 33000 × 1024 f32 values take
+/// 135 168 000 bytes, above the 128 MiB (134 217 728 bytes) of one storage
+/// binding on Mesa's lavapipe.
+const LARGE_SHAPE: [usize; 2] = [33000, 1024];
+
+/// Ratio of the large runs. At 1/8 every one of the 1024 triplets is a
+/// candidate, so the left singular vectors the cost table reads are as large
+/// as the matrix and take two runs of triplets on a 128 MiB binding.
+const LARGE_RATIO: &str = "1/8";
+
+/// Writes a BF16 pair of one [`LARGE_SHAPE`] matrix into `folder`: base entries with a
+/// standard deviation of 0.05, a delta of rank 8 (entry RMS 2e-3) plus dense noise (2e-4).
+fn write_large_pair(folder: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let [rows, cols] = LARGE_SHAPE;
+    let mut rng = seeded_rng(59);
+    let base = normal_values(&mut rng, rows * cols, 0.05);
+    let low_rank = LowRank::new(gaussian_orthonormal_columns(&mut rng, rows, 8), gaussian_orthonormal_columns(&mut rng, cols, 8), 2e-3);
+    let delta = add(&low_rank.matrix(), &normal_values(&mut rng, rows * cols, 2e-4));
+    let name = "model.embed_tokens.weight";
+    let (base_path, finetuned_path) = (folder.join("large-base.safetensors"), folder.join("large-finetuned.safetensors"));
+    std::fs::write(&base_path, safetensors_file(&[Tensor::bf16(name, &LARGE_SHAPE, &base)], &[])).expect("write the large base");
+    std::fs::write(&finetuned_path, safetensors_file(&[Tensor::bf16(name, &LARGE_SHAPE, &add(&base, &delta))], &[])).expect("write the large fine-tune");
+    (base_path, finetuned_path)
+}
+
+#[test]
+fn cli_large_tensor_gpu_file_matches_cpu() {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let (base, finetuned) = write_large_pair(folder.path());
+    let compress_on_device = |device: &str| {
+        let (output, report) = (folder.path().join(format!("{device}.adamix")), folder.path().join(format!("{device}.json")));
+        let args = [
+            "compress".as_ref(), "--base".as_ref(), base.as_os_str(), "--finetuned".as_ref(), finetuned.as_os_str(), "--ratio".as_ref(), LARGE_RATIO.as_ref(),
+            "--device".as_ref(), device.as_ref(), "--report".as_ref(), report.as_os_str(), "--output".as_ref(), output.as_os_str(),
+        ];
+        let run = run_adamix(&args, None);
+        assert_cli_success(&run, &format!("adamix compress --device {device} on the [33000, 1024] pair"));
+        (run, output, report_rows(&report))
+    };
+
+    // The CPU run and its verification need no adapter.
+    let (_, cpu_file, cpu_rows) = compress_on_device("cpu");
+    let row = &cpu_rows["model.embed_tokens.weight"];
+    assert_eq!(row["kind"], "adamix", "the large matrix is stored with ADAMIX");
+    assert_eq!(row["spectrum"].as_array().map(Vec::len), Some(1024), "candidate triplets of the large matrix");
+    let verify_args = ["verify".as_ref(), "--base".as_ref(), base.as_os_str(), "--finetuned".as_ref(), finetuned.as_os_str(), "--delta".as_ref(), cpu_file.as_os_str(), "--json".as_ref()];
+    let verify = run_adamix(&verify_args, None);
+    assert_cli_success(&verify, "adamix verify of the large delta");
+    let verified: serde_json::Value = serde_json::from_str(&stdout_text(&verify)).unwrap_or_else(|e| panic!("verify --json printed invalid JSON: {e}"));
+    let file_bytes = std::fs::metadata(&cpu_file).expect("metadata of the CPU delta").len();
+    assert_eq!(verified["file_bytes"], file_bytes, "file_bytes from verify --json against the file on disk");
+
+    let ctx = context_or_skip!(device_context());
+    let vector_bytes = 4 * LARGE_SHAPE[0] as u64 * LARGE_SHAPE[1] as u64;
+    assert!(ctx.tiling().max_binding_bytes < vector_bytes,
+        "one binding of {} bytes holds all {vector_bytes} bytes of left singular vectors, so the test would not split the cost table", ctx.tiling().max_binding_bytes);
+    let (gpu, gpu_file, gpu_rows) = compress_on_device("gpu");
+    assert_cmp_identical(&gpu_file, &cpu_file);
+    assert_eq!(gpu_rows["model.embed_tokens.weight"]["device"], "gpu", "device of the large matrix in the GPU report");
+    let gpu_device = format!("device: {}", ctx.adapter_label());
+    assert!(stdout_text(&gpu).contains(&gpu_device), "the GPU run prints '{gpu_device}':\n{}", stdout_text(&gpu));
     assert!(!stderr_text(&gpu).contains("fallback"), "the GPU run fell back to the CPU:\n{}", stderr_text(&gpu));
 }
 

@@ -8,29 +8,24 @@
 // (scripts/setup.sh).
 // ADAMIX_TEST_TIMEOUT_S sets the time limit in seconds of one compression of
 // the demo pair (default 600). ADAMIX_TEST_ONLY=TEXT runs only the parts whose
-// name contains TEXT.
+// name contains TEXT (tests/browser/harness.mjs).
 //
 // Prints one PASS or FAIL line per check and exits with status 1 if any check
 // failed. Screenshots go to test-results/: compress.png (one compression) and
 // preview.png (the whole page after Compare all methods and the budget
 // explorer).
 
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, mkdtemp, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-import { startServer } from './server.mjs';
+import {
+  check, CLI_PATH, openPage, pageRelativeErrors, part, REPO_ROOT, runBrowserTest, runCli, waitForRunEnd,
+} from './harness.mjs';
 import { buildSafetensors, seededValues } from './safetensors.mjs';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BASE_PATH = path.join(REPO_ROOT, 'www/demo/base.safetensors');
 const FINETUNED_PATH = path.join(REPO_ROOT, 'www/demo/finetuned.safetensors');
-const CLI_PATH = path.join(REPO_ROOT, 'target/release/adamix');
-const WASM_BINDINGS_PATH = path.join(REPO_ROOT, 'www/pkg/adamix.js');
-const PLOTLY_PATH = path.join(REPO_ROOT, 'www/vendor/plotly.min.js');
 const SCREENSHOT_PATH = path.join(REPO_ROOT, 'test-results/compress.png');
 const PREVIEW_PATH = path.join(REPO_ROOT, 'test-results/preview.png');
 
@@ -54,106 +49,7 @@ const RUN_TIMEOUT_MS = Number(process.env.ADAMIX_TEST_TIMEOUT_S ?? 600) * 1000;
 // A bad input must be rejected within this time, or the page counts as hung.
 const BAD_INPUT_TIMEOUT_MS = 120_000;
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--enable-unsafe-webgpu',
-];
-
 const FLOAT_DTYPES = new Set(['F64', 'F32', 'F16', 'BF16']);
-
-// ---- Reporting ----
-
-let failures = 0;
-let passes = 0;
-
-function check(name, condition, detail = '') {
-  if (condition) {
-    passes += 1;
-    console.log(`PASS ${name}${detail ? ` (${detail})` : ''}`);
-  } else {
-    failures += 1;
-    console.log(`FAIL ${name}${detail ? `: ${detail}` : ''}`);
-  }
-  return condition;
-}
-
-// ADAMIX_TEST_ONLY, when set, runs only the parts whose name contains it.
-const ONLY = process.env.ADAMIX_TEST_ONLY ?? '';
-
-// Runs one part of the test. An exception counts as one failed check, so the
-// remaining parts still run.
-async function part(name, body) {
-  if (!name.includes(ONLY)) {
-    return;
-  }
-  console.log(`\n== ${name}`);
-  try {
-    await body();
-  } catch (error) {
-    check(`${name} finished without an exception`, false, error.stack ?? String(error));
-  }
-}
-
-// ---- Page helpers ----
-
-const DONE_OR_ERROR = '#status[data-state="done"], #status[data-state="error"]';
-
-// Requests of any page to somewhere other than the test server, which must
-// stay empty: the page may load nothing from another host.
-const foreignRequests = [];
-
-async function openPage(context, serverUrl, consoleLines) {
-  const page = await context.newPage();
-  page.on('console', (message) => consoleLines.push(`console.${message.type()}: ${message.text()}`));
-  page.on('pageerror', (error) => consoleLines.push(`page error: ${error.message}`));
-  page.on('request', (request) => {
-    const url = request.url();
-    if (!url.startsWith(serverUrl) && !url.startsWith('blob:') && !url.startsWith('data:')) {
-      foreignRequests.push(url);
-    }
-  });
-  await page.goto(serverUrl);
-  return page;
-}
-
-// Waits until the run ends and returns {state, error}, where error is the
-// text of the visible #error box or null.
-async function waitForRunEnd(page, timeoutMs) {
-  await page.waitForSelector(DONE_OR_ERROR, { timeout: timeoutMs });
-  const state = await page.getAttribute('#status', 'data-state');
-  const error = (await page.isVisible('#error')) ? await page.textContent('#error') : null;
-  return { state, error };
-}
-
-// Returns [{name, relError}] for every table row that shows a relative error.
-async function pageRelativeErrors(page) {
-  return page.$$eval('#results tr[data-tensor]', (rows) => rows
-    .map((row) => ({
-      name: row.dataset.tensor,
-      cell: row.querySelector('td[data-field="rel_error"]'),
-    }))
-    .filter(({ cell }) => cell !== null)
-    .map(({ name, cell }) => ({ name, relError: Number(cell.dataset.value) })));
-}
-
-// Runs the native CLI and parses its JSON output. Its stderr (progress lines)
-// is kept out of the test output unless the command fails.
-function runCli(args) {
-  let stdout;
-  try {
-    stdout = execFileSync(CLI_PATH, args, {
-      cwd: REPO_ROOT, maxBuffer: 64 << 20, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  } catch (error) {
-    throw new Error(`adamix ${args.join(' ')} failed with status ${error.status}: ${error.stderr?.trim()}`);
-  }
-  return JSON.parse(stdout);
-}
 
 // Size in bytes of the checkpoint's float tensors stored as f16.
 function f16Bytes(inspection) {
@@ -828,74 +724,28 @@ async function testPreview(context, serverUrl, temporaryDirectory, consoleLines)
 
 // ---- Main ----
 
-async function loadPlaywright() {
-  try {
-    return (await import('playwright-core')).chromium;
-  } catch (error) {
-    console.log(`FAIL playwright-core is importable: ${error.message}; run scripts/setup.sh`);
-    process.exit(1);
-  }
-}
-
 async function main() {
   const prerequisites = [
-    [WASM_BINDINGS_PATH, 'build it with scripts/build-web.sh'],
-    [PLOTLY_PATH, 'copy it with scripts/build-web.sh'],
     [BASE_PATH, 'place the demo pair with scripts/fetch-demo.sh'],
     [FINETUNED_PATH, 'place the demo pair with scripts/fetch-demo.sh'],
-    ['/usr/bin/chromium', 'install it with scripts/setup.sh'],
   ];
-  let missing = false;
-  for (const [file, fix] of prerequisites) {
-    if (!existsSync(file)) {
-      check(`${path.relative(REPO_ROOT, file) || file} exists`, false, fix);
-      missing = true;
-    }
-  }
-  if (missing) {
-    process.exit(1);
-  }
-
-  const chromium = await loadPlaywright();
-  const server = await startServer(REPO_ROOT);
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
-  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
-  const temporaryDirectory = await mkdtemp(path.join(os.tmpdir(), 'adamix-browser-'));
-  const consoleLines = [];
-  console.log(`serving ${REPO_ROOT} at ${server.url}`);
-
-  try {
+  await runBrowserTest(prerequisites, 'adamix-browser-', async ({ context, serverUrl, directory, consoleLines }) => {
     await part('compress the demo pair and verify with the CLI',
-      () => testMainPath(context, server.url, temporaryDirectory, consoleLines));
+      () => testMainPath(context, serverUrl, directory, consoleLines));
     await part('Compare all methods, exports and the budget explorer',
-      () => testPreview(context, server.url, temporaryDirectory, consoleLines));
-    await part('WebGPU and CPU give the same file', () => testWebGpu(context, server.url, temporaryDirectory, consoleLines));
-    await part('Load demo', () => testLoadDemo(context, server.url, consoleLines));
-    await part('Cancel', () => testCancel(context, server.url, consoleLines));
+      () => testPreview(context, serverUrl, directory, consoleLines));
+    await part('WebGPU and CPU give the same file', () => testWebGpu(context, serverUrl, directory, consoleLines));
+    await part('Load demo', () => testLoadDemo(context, serverUrl, consoleLines));
+    await part('Cancel', () => testCancel(context, serverUrl, consoleLines));
     for (const missingFile of ['adamix.js', 'adamix_bg.wasm']) {
       await part(`worker failure: missing ${missingFile}`,
-        () => testWorkerFailure(context, server.url, consoleLines, missingFile));
+        () => testWorkerFailure(context, serverUrl, consoleLines, missingFile));
     }
-    await part('drop zone', () => testDropZone(context, server.url, consoleLines));
+    await part('drop zone', () => testDropZone(context, serverUrl, consoleLines));
     for (const testCase of await badInputCases()) {
-      await part(`bad input: ${testCase.title}`, () => testBadInput(context, server.url, consoleLines, testCase));
+      await part(`bad input: ${testCase.title}`, () => testBadInput(context, serverUrl, consoleLines, testCase));
     }
-    console.log('\n== network');
-    check('pages load nothing from another host', foreignRequests.length === 0, foreignRequests.slice(0, 5).join(', '));
-  } finally {
-    await browser.close();
-    await server.close();
-    await rm(temporaryDirectory, { recursive: true, force: true });
-  }
-
-  if (failures > 0 && consoleLines.length > 0) {
-    console.log('\nLast browser console lines:');
-    for (const line of consoleLines.slice(-30)) {
-      console.log(`  ${line}`);
-    }
-  }
-  console.log(`\n${passes} passed, ${failures} failed`);
-  process.exit(failures > 0 ? 1 : 0);
+  });
 }
 
 await main();

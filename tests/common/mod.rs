@@ -97,6 +97,39 @@ pub fn safetensors_file(tensors: &[Tensor], metadata: &[(&str, &str)]) -> Vec<u8
     frame(&serde_json::Value::Object(header).to_string(), &data)
 }
 
+/// Name of the index file of a sharded checkpoint, as `transformers` writes it.
+pub const SHARD_INDEX_NAME: &str = "model.safetensors.index.json";
+
+/// File name of shard `number` (counted from 1) of `count`, as `transformers` names shards:
+/// `model-00001-of-00003.safetensors`.
+pub fn shard_name(number: usize, count: usize) -> String {
+    format!("model-{number:05}-of-{count:05}.safetensors")
+}
+
+/// Writes a sharded checkpoint into `folder`, creating it: one safetensors file per group of
+/// tensors, named by [`shard_name`], and [`SHARD_INDEX_NAME`] whose `weight_map` names the
+/// shard of every tensor. Returns the shard paths in order, then the index path.
+pub fn write_sharded_checkpoint(folder: &Path, shards: &[Vec<Tensor>]) -> (Vec<PathBuf>, PathBuf) {
+    std::fs::create_dir_all(folder).unwrap_or_else(|e| panic!("cannot create {}: {e}", folder.display()));
+    let mut weight_map = serde_json::Map::new();
+    let mut total_size = 0;
+    let mut paths = Vec::with_capacity(shards.len());
+    for (position, tensors) in shards.iter().enumerate() {
+        let name = shard_name(position + 1, shards.len());
+        for tensor in tensors {
+            weight_map.insert(tensor.name.clone(), serde_json::Value::from(name.as_str()));
+            total_size += tensor.bytes.len();
+        }
+        let path = folder.join(&name);
+        std::fs::write(&path, safetensors_file(tensors, &[("format", "pt")])).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        paths.push(path);
+    }
+    let index = serde_json::json!({ "metadata": { "total_size": total_size }, "weight_map": weight_map });
+    let index_path = folder.join(SHARD_INDEX_NAME);
+    std::fs::write(&index_path, index.to_string()).unwrap_or_else(|e| panic!("cannot write {}: {e}", index_path.display()));
+    (paths, index_path)
+}
+
 /// Creates a random generator with a fixed seed, so every run gets the same tensors.
 pub fn seeded_rng(seed: u64) -> SmallRng {
     SmallRng::seed_from_u64(seed)
@@ -301,6 +334,46 @@ pub fn demo_pair() -> (PathBuf, PathBuf) {
         assert!(path.is_file(), "{} is missing; run scripts/fetch-demo.sh to fetch the demo checkpoints", path.display());
     }
     (base, finetuned)
+}
+
+/// Rows of a `compress --report` JSON file by tensor name, without `seconds`, which
+/// differs from run to run.
+pub fn report_rows(path: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read the report {}: {e}", path.display()));
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("the report {} is not JSON: {e}", path.display()));
+    let rows = report["tensors"].as_array().unwrap_or_else(|| panic!("the report {} has no tensors array", path.display()));
+    rows.iter()
+        .map(|row| {
+            let mut row = row.clone();
+            if let Some(fields) = row.as_object_mut() {
+                fields.remove("seconds");
+            }
+            (row["name"].as_str().unwrap_or_default().to_string(), row)
+        })
+        .collect()
+}
+
+/// Values of every float tensor of a safetensors file on disk, converted to f32 with the
+/// `half` crate, by tensor name.
+///
+/// Reads the file with the `safetensors` crate, so the values do not depend on the crate's
+/// own reader.
+pub fn float_tensors(path: &Path) -> std::collections::BTreeMap<String, (String, Vec<f32>)> {
+    use safetensors::Dtype;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{} is not a valid safetensors file: {e:?}", path.display()));
+    let mut tensors = std::collections::BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            _ => continue,
+        };
+        tensors.insert(name, (format!("{:?}", view.dtype()), values));
+    }
+    tensors
 }
 
 /// `(dtype, shape)` of every tensor listed in the header of a safetensors file on disk.
