@@ -80,10 +80,63 @@ pub fn top_triplets(delta: MatRef<'_, f32>, k: usize, policy: SvdPolicy, tensor:
 }
 
 /// Full thin SVD, truncated to `k` triplets.
+///
+/// A matrix at least [`TALL_ASPECT`] times taller than wide (or wider than
+/// tall) takes [`tall_svd`] instead: faer's f32 `thin_svd` of such a matrix
+/// returned wrong trailing singular values (some exactly 0, in f32 and through
+/// an f32 QR alike) on [40000, 256] and [151936, 256] deltas whose noise
+/// floor lies near 1e-4 · σ_1.
 pub fn full_svd(delta: MatRef<'_, f32>, k: usize, tensor: &str) -> Result<Triplets> {
-    let svd = delta.thin_svd().map_err(|e| Error::Numerical { tensor: tensor.into(), message: format!("the SVD did not converge ({e:?})") })?;
+    let (m, n) = (delta.nrows(), delta.ncols());
+    if n >= TALL_ASPECT * m {
+        let transposed = full_svd(delta.transpose(), k, tensor)?;
+        return Ok(Triplets { sigma: transposed.sigma, u: transposed.v, v: transposed.u });
+    }
+    if m >= TALL_ASPECT * n {
+        return tall_svd(delta, k, tensor);
+    }
+    let svd = delta.thin_svd().map_err(|e| not_converged(tensor, e))?;
     let sigma: Vec<f32> = (0..k).map(|i| svd.S()[i]).collect();
     Ok(Triplets { sigma, u: svd.U().subcols(0, k).to_owned(), v: svd.V().subcols(0, k).to_owned() })
+}
+
+/// Aspect ratio from which [`full_svd`] takes [`tall_svd`].
+pub const TALL_ASPECT: usize = 2;
+
+/// Rows of `ΔW` widened to f64 at a time while [`tall_svd`] sums the Gram matrix.
+const GRAM_BLOCK_ROWS: usize = 2048;
+
+/// The SVD of a tall `[m, n]` delta through its Gram matrix in f64.
+///
+/// `G = ΔWᵀ ΔW` is summed in f64 over blocks of rows, so it needs `n²` f64
+/// and one block in memory besides the delta. Its eigenvectors are `V` and
+/// the roots of its eigenvalues are `σ`, accurate for `σ_i` above about
+/// `1e-7 · σ_1`. Then `U = ΔW V Σ⁻¹`, in f32.
+fn tall_svd(delta: MatRef<'_, f32>, k: usize, tensor: &str) -> Result<Triplets> {
+    let (m, n) = (delta.nrows(), delta.ncols());
+    let mut gram = Mat::<f64>::zeros(n, n);
+    for start in (0..m).step_by(GRAM_BLOCK_ROWS) {
+        let rows = GRAM_BLOCK_ROWS.min(m - start);
+        let block = Mat::<f64>::from_fn(rows, n, |i, j| delta[(start + i, j)] as f64);
+        gram += block.transpose() * &block;
+    }
+    let eigen = gram.self_adjoint_eigen(faer::Side::Lower).map_err(|e| not_converged(tensor, e))?;
+    let (values, vectors) = (eigen.S(), eigen.U());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+
+    let sigma: Vec<f32> = order[..k].iter().map(|&j| values[j].max(0.0).sqrt() as f32).collect();
+    let v = Mat::<f32>::from_fn(n, k, |i, j| vectors[(i, order[j])] as f32);
+    let mut u = delta * &v;
+    for (j, &s) in sigma.iter().enumerate() {
+        let scale = if s > f32::MIN_POSITIVE { 1.0 / s } else { 0.0 };
+        u.col_as_slice_mut(j).iter_mut().for_each(|x| *x *= scale);
+    }
+    Ok(Triplets { sigma, u, v })
+}
+
+fn not_converged(tensor: &str, error: impl std::fmt::Debug) -> Error {
+    Error::Numerical { tensor: tensor.into(), message: format!("the SVD did not converge ({error:?})") }
 }
 
 /// Randomized SVD: range finder with `columns` samples and [`POWER_ITERATIONS`] power iterations.
@@ -174,6 +227,21 @@ mod tests {
         let triplets = full_svd(matrix.as_ref(), 10, "test").expect("svd");
         for i in 0..10 {
             assert!((triplets.sigma[i] - sigma[i]).abs() < 1e-4, "sigma {i}: {} vs {}", triplets.sigma[i], sigma[i]);
+        }
+    }
+
+    #[test]
+    fn full_svd_tall_and_wide_recover_spectrum() {
+        let (matrix, sigma) = long_tailed(900, 100, 3);
+        for (label, triplets) in [("tall", full_svd(matrix.as_ref(), 100, "test")), ("wide", full_svd(matrix.transpose(), 100, "test"))] {
+            let triplets = triplets.expect("svd");
+            for i in 0..100 {
+                assert!((triplets.sigma[i] - sigma[i]).abs() < 1e-4, "{label} sigma {i}: {} vs {}", triplets.sigma[i], sigma[i]);
+            }
+            let rebuilt = Mat::<f32>::from_fn(triplets.u.nrows(), triplets.v.nrows(), |r, c| (0..100).map(|j| triplets.u[(r, j)] * triplets.sigma[j] * triplets.v[(c, j)]).sum());
+            let reference = if label == "tall" { matrix.clone() } else { matrix.transpose().to_owned() };
+            let error = (&rebuilt - &reference).norm_l2() / reference.norm_l2();
+            assert!(error < 1e-4, "{label}: reconstruction error {error}");
         }
     }
 
