@@ -82,10 +82,11 @@ const explorer = new BudgetExplorer({
 
 // ---- Choosing files ----
 
-function setChosenFiles(side, files, folderName) {
+// ignoredFolders lists the subfolders of a dropped folder, which are not read.
+function setChosenFiles(side, files, folderName, ignoredFolders = []) {
   const { checkpointFiles, ignoredNames } = selectCheckpointFiles(files);
   chosen[side] = { files: checkpointFiles, folderName };
-  const items = renderFileList($(`${side}-files`), checkpointFiles, ignoredNames);
+  const items = renderFileList($(`${side}-files`), checkpointFiles, ignoredNames, ignoredFolders);
   inspectFiles(checkpointFiles, items);
 }
 
@@ -131,8 +132,8 @@ function setUpDropZone(side) {
     if (task) {
       return;
     }
-    const { files, folderName } = await filesFromDrop(event.dataTransfer);
-    setChosenFiles(side, files, folderName);
+    const { files, folderName, ignoredFolders } = await filesFromDrop(event.dataTransfer);
+    setChosenFiles(side, files, folderName, ignoredFolders);
   });
 }
 

@@ -14,10 +14,12 @@ export function selectCheckpointFiles(files) {
   return { checkpointFiles, ignoredNames };
 }
 
-// Collects the files of a drop event, walking dropped folders recursively.
-// Returns {files, folderName}, where folderName is the name of the one
-// dropped folder, or null. The DataTransfer items are only readable during
-// the event, so they are captured before the first await.
+// Collects the files of a drop event. A dropped folder contributes the files
+// at its top level, as the CLI reads a folder; its subfolders (a training
+// run's checkpoint-500/, say) are not read and are listed in ignoredFolders.
+// Returns {files, folderName, ignoredFolders}, where folderName is the name
+// of the one dropped folder, or null. The DataTransfer items are only
+// readable during the event, so they are captured before the first await.
 export async function filesFromDrop(dataTransfer) {
   const items = [...(dataTransfer.items ?? [])].filter((item) => item.kind === 'file');
   const dropped = items.map((item) => ({
@@ -25,33 +27,39 @@ export async function filesFromDrop(dataTransfer) {
     file: item.getAsFile(),
   }));
   if (dropped.length === 0) {
-    return { files: [...(dataTransfer.files ?? [])], folderName: null };
+    return { files: [...(dataTransfer.files ?? [])], folderName: null, ignoredFolders: [] };
   }
 
   const files = [];
   const folders = [];
+  const ignoredFolders = [];
   for (const { entry, file } of dropped) {
     if (entry?.isDirectory) {
       folders.push(entry.name);
-      files.push(...(await filesInDirectory(entry)));
+      const contents = await topLevelFiles(entry);
+      files.push(...contents.files);
+      ignoredFolders.push(...contents.subfolders);
     } else if (file) {
       files.push(file);
     }
   }
   const folderName = folders.length === 1 && dropped.length === 1 ? folders[0] : null;
-  return { files, folderName };
+  return { files, folderName, ignoredFolders };
 }
 
-async function filesInDirectory(directoryEntry) {
+// Returns {files, subfolders}: the files directly in a dropped folder and the
+// paths of the folders in it, which are not read.
+async function topLevelFiles(directoryEntry) {
   const files = [];
+  const subfolders = [];
   for (const entry of await readAllEntries(directoryEntry)) {
     if (entry.isDirectory) {
-      files.push(...(await filesInDirectory(entry)));
-    } else if (entry.isFile && isCheckpointFile(entry.name)) {
+      subfolders.push(`${directoryEntry.name}/${entry.name}/`);
+    } else if (entry.isFile) {
       files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
     }
   }
-  return files;
+  return { files, subfolders };
 }
 
 // readEntries returns a directory's entries in batches and an empty batch at

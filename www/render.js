@@ -17,9 +17,10 @@ function element(tag, attributes = {}, text = null) {
   return node;
 }
 
-// Fills a file list and returns the <li> of each file, in order, so that the
-// caller can add what inspecting the file found.
-export function renderFileList(list, files, ignoredNames) {
+// Fills a file list: the checkpoint files, then the other files and the
+// subfolders that are not read. Returns the <li> of each checkpoint file, in
+// order, so that the caller can add what inspecting the file found.
+export function renderFileList(list, files, ignoredNames, ignoredFolders = []) {
   list.replaceChildren();
   const items = files.map((file) => {
     const item = element('li');
@@ -33,6 +34,9 @@ export function renderFileList(list, files, ignoredNames) {
   });
   if (ignoredNames.length > 0) {
     list.append(element('li', { class: 'ignored' }, `Ignored (not a checkpoint file): ${ignoredNames.join(', ')}`));
+  }
+  if (ignoredFolders.length > 0) {
+    list.append(element('li', { class: 'ignored' }, `Not read (subfolders, as the CLI reads only a folder's own files): ${ignoredFolders.join(', ')}`));
   }
   return items;
 }

@@ -175,6 +175,9 @@ async function writeSmallCheckpoints(directory) {
   await mkdir(files.finetunedFolder);
   await writeFile(path.join(files.finetunedFolder, 'model.safetensors'), finetunedBytes);
   await writeFile(path.join(files.finetunedFolder, 'config.json'), config);
+  // A training run's folder keeps older checkpoints in subfolders, which are not read.
+  await mkdir(path.join(files.finetunedFolder, 'checkpoint-500'));
+  await writeFile(path.join(files.finetunedFolder, 'checkpoint-500', 'model.safetensors'), finetunedBytes);
 
   const mixedDtypes = (name) => MIXED_DTYPES[name] ?? DEFAULT_MIXED_DTYPES;
   const sides = {
@@ -369,11 +372,15 @@ async function testFolderDrop(context, serverUrl, consoleLines, files, directory
     const listed = (await listedFiles(page, 'base')).sort();
     const expected = [...files.shards.map((file) => path.basename(file)), INDEX_NAME].sort();
     check('dropped folder lists its shards and index', listed.join(',') === expected.join(','), listed.join(', '));
-    check('dropped folder leaves out config.json', !(await page.textContent('#base-files')).includes('config.json'));
+    check('dropped folder lists config.json as ignored',
+      (await page.textContent('#base-files')).includes('Ignored (not a checkpoint file): config.json'));
 
     await dropFolder(page, 'finetuned', files.finetunedFolder, 1);
-    check('dropped fine-tune folder lists model.safetensors',
+    check('dropped fine-tune folder lists only its own model.safetensors',
       (await listedFiles(page, 'finetuned')).join(',') === 'model.safetensors');
+    const finetunedList = await page.textContent('#finetuned-files');
+    check('dropped fine-tune folder names its subfolder as not read',
+      finetunedList.includes('Not read (subfolders') && finetunedList.includes('my-finetune/checkpoint-500/'), finetunedList);
 
     const { state, error } = await compress(page);
     if (!check('dropped folders compress', state === 'done', `state ${state}${error ? `, error: ${error}` : ''}`)) {
