@@ -296,8 +296,25 @@ fn shape_mismatch_rejected() {
     let (bias, weight) = finetuned_values();
     let narrow = &weight[..SIDE * SIDE / 2];
     let case = Case::with_finetuned(&checkpoint_bytes(&bias, narrow, &[SIDE, SIDE / 2]));
-    let facts = ["base.safetensors", "finetuned.safetensors", WEIGHT, "[128, 128]", "[128, 64]"];
+    let facts = ["base.safetensors", "finetuned.safetensors", WEIGHT, "[128, 128]", "[128, 64]", "--store-mismatched"];
     case.assert_compress_rejected(&facts);
+}
+
+#[test]
+fn shape_mismatch_stored_with_option() {
+    let (bias, weight) = finetuned_values();
+    let narrow = &weight[..SIDE * SIDE / 2];
+    let case = Case::with_finetuned(&checkpoint_bytes(&bias, narrow, &[SIDE, SIDE / 2]));
+    let report_path = case.output_folder.join("report.json");
+    let output = case.cli_compress_with(&case.finetuned, &case.output(),
+        &["--store-mismatched".as_ref(), "--report".as_ref(), report_path.as_os_str()]);
+    common::assert_cli_success(&output, "adamix compress --store-mismatched");
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).expect("read report")).expect("report is JSON");
+    let rows = report["tensors"].as_array().expect("report has a tensors array");
+    let weight_row = rows.iter().find(|row| row["name"] == WEIGHT).expect("report has a row for the mismatched weight");
+    assert_eq!(weight_row["kind"], "whole", "mismatched weight row: {weight_row}");
+    assert_eq!(weight_row["shape"], serde_json::json!([SIDE, SIDE / 2]), "mismatched weight row: {weight_row}");
 }
 
 #[test]
