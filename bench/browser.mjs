@@ -1,6 +1,9 @@
-// Times the page's compression in headless Chromium, driven by playwright-core.
+// Times the page's compression and its budget explorer in headless Chromium,
+// driven by playwright-core.
 //
 //   node bench/browser.mjs URL JSONL LABEL BASE FINETUNED RUNS [LABEL BASE FINETUNED RUNS ...]
+//   node bench/browser.mjs explorer URL JSONL LABEL BASE FINETUNED RUNS [...]
+//   node bench/browser.mjs explorer-stages URL JSONL LABEL BASE FINETUNED RUNS [...]
 //
 // URL is the page served on 127.0.0.1 (python3 scripts/serve.py). For each
 // case, RUNS times: a fresh browser context opens the page, sets the two
@@ -18,6 +21,10 @@
 // memory. With ADAMIX_BENCH_MEASURE_MEMORY=1, one more run per case reads the
 // worker's linear memory size itself (see MEMORY_PROBE) and polls
 // performance.measureUserAgentSpecificMemory() in a cross-origin-isolated page.
+//
+// The explorer form (see measureExplorer) times how long the budget explorer
+// takes to show the result of a ratio change, instead of the compression. The
+// explorer-stages form (see measureExplorerStages) splits a solve into stages.
 //
 // Appends one JSON line per run to JSONL.
 
@@ -94,6 +101,39 @@ async function residentKiB(pid) {
   const status = await readProcFile(pid, 'status');
   const field = (name) => Number(status?.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))?.[1] ?? NaN);
   return { peak: field('VmHWM'), now: field('VmRSS') };
+}
+
+// CPU milliseconds used so far by the renderer threads under this Node.js
+// process: `main` sums the renderers' main threads (the page's scripts and
+// layout), `workers` their DedicatedWorker threads (the WebAssembly core).
+// Both come from utime + stime in /proc/PID/task/TID/stat, in ticks of 10 ms
+// (CLK_TCK 100 on Linux x86-64). Unlike wall time, they hardly grow when other
+// processes compete for the cores.
+async function rendererThreadCpuMs() {
+  const cpu = { main: 0, workers: 0 };
+  for (const pid of await rendererPids()) {
+    let threads = [];
+    try {
+      threads = await readdir(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of threads) {
+      const comm = (await readProcFile(`${pid}/task/${tid}`, 'comm'))?.trim();
+      const stat = await readProcFile(`${pid}/task/${tid}`, 'stat');
+      if (!stat) {
+        continue;
+      }
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const milliseconds = (Number(fields[11]) + Number(fields[12])) * 10;
+      if (tid === String(pid)) {
+        cpu.main += milliseconds;
+      } else if (comm === 'DedicatedWorker') {
+        cpu.workers += milliseconds;
+      }
+    }
+  }
+  return cpu;
 }
 
 // ---- One run ----
@@ -251,6 +291,399 @@ async function runOnce(browser, url, testCase, run, measureMemory) {
   return record;
 }
 
+// ---- Budget explorer ----
+
+// Ratio changes timed in each round, in this order. The slider offers 1/32,
+// 1/16 and 1/8; 1/24 and 1/12 are not slider positions, so they are typed
+// into the size field as megabytes, the page's other way to set a target.
+const EXPLORER_CHANGES = [
+  { target: '1/32', denominator: 32, via: 'slider' },
+  { target: '1/24', denominator: 24, via: 'size' },
+  { target: '1/16', denominator: 16, via: 'slider' },
+  { target: '1/12', denominator: 12, via: 'size' },
+  { target: '1/8', denominator: 8, via: 'slider' },
+];
+const EXPLORER_ROUNDS = Number(process.env.ADAMIX_BENCH_EXPLORER_ROUNDS ?? 3);
+// Ratios at which the explorer's result is compared with a full compression
+// on the page: those that the page's #ratio list offers.
+const EXPLORER_CHECKED = ['1/32', '1/16', '1/8'];
+const EXPLORER_CHANGE_TIMEOUT_MS = 120_000;
+
+// Makes one ratio change in the page and times it there, so that no
+// playwright round trip is counted. shown_ms runs from the change event to
+// the explorer's data-state="solved" (set after the table and figures are
+// drawn), painted_ms to the second animation frame after that, which is when
+// the new result is on screen. The rest comes from the panel's data
+// attributes: solve_ms inside the worker, round_trip_ms from sending the
+// request to the drawn result, draw_ms the drawing part of it. The caller
+// adds the CPU time of the worker and main threads (rendererThreadCpuMs).
+async function timeExplorerChange(page, change, sliderIndex, megabytes) {
+  return page.evaluate(({ via, sliderIndex, megabytes, timeoutMs }) => new Promise((resolve) => {
+    const section = document.getElementById('explorer');
+    const solvesBefore = Number(section.dataset.solves ?? 0);
+    let started = 0;
+    const timer = setTimeout(() => {
+      observer.disconnect();
+      resolve({ state: 'timeout', message: `no result within ${timeoutMs} ms` });
+    }, timeoutMs);
+    const observer = new MutationObserver(() => {
+      const state = section.dataset.state;
+      if (state === 'error' || state === 'unreachable') {
+        observer.disconnect();
+        clearTimeout(timer);
+        resolve({ state, message: document.getElementById('explore-message').textContent });
+        return;
+      }
+      if (state !== 'solved' || Number(section.dataset.solves) <= solvesBefore) {
+        return;
+      }
+      observer.disconnect();
+      clearTimeout(timer);
+      const solvedAt = performance.now();
+      requestAnimationFrame(() => requestAnimationFrame(() => resolve({
+        state,
+        ratio: Number(section.dataset.ratio),
+        shown_ms: solvedAt - started,
+        painted_ms: performance.now() - started,
+        solve_ms: Number(section.dataset.solveMs),
+        round_trip_ms: Number(section.dataset.roundTripMs),
+        draw_ms: Number(section.dataset.drawMs),
+        solves: Number(section.dataset.solves),
+      })));
+    });
+    observer.observe(section, { attributes: true });
+
+    started = performance.now();
+    if (via === 'slider') {
+      const slider = document.getElementById('explore-ratio');
+      slider.value = String(sliderIndex);
+      slider.dispatchEvent(new Event('input', { bubbles: true }));
+    } else {
+      const field = document.getElementById('explore-mb');
+      field.value = String(megabytes);
+      field.dispatchEvent(new Event('change', { bubbles: true }));
+    }
+  }), { via: change.via, sliderIndex, megabytes, timeoutMs: EXPLORER_CHANGE_TIMEOUT_MS });
+}
+
+// Index of the slider position for 1/denominator, from the page's own list of positions.
+async function sliderIndex(page, denominator) {
+  const index = await page.evaluate(async (target) => {
+    const { DENOMINATORS } = await import('/www/explorer.js');
+    return DENOMINATORS.indexOf(target);
+  }, denominator);
+  if (index < 0) {
+    throw new Error(`1/${denominator} is not a position of the explorer's slider`);
+  }
+  return index;
+}
+
+// Downloads the page's JSON report of the shown result.
+async function shownReport(page) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-report')]);
+  return JSON.parse(await readFile(await download.path(), 'utf8'));
+}
+
+// Compresses `testCase` at `ratio` on a page of its own and returns its JSON report.
+async function fullCompressionReport(context, url, testCase, ratio) {
+  const page = await context.newPage();
+  try {
+    await page.goto(url);
+    await page.setInputFiles('#base-input', testCase.base);
+    await page.setInputFiles('#finetuned-input', testCase.finetuned);
+    await page.selectOption('#ratio', String(ratio));
+    await page.click('#compress');
+    await page.waitForSelector(DONE_OR_ERROR, { timeout: RUN_TIMEOUT_MS });
+    const state = await page.getAttribute('#status', 'data-state');
+    if (state !== 'done') {
+      throw new Error(`the full compression at ${ratio} ended in state ${state}: ${await page.textContent('#status')}`);
+    }
+    return await shownReport(page);
+  } finally {
+    await page.close();
+  }
+}
+
+// Compares an explorer report with a full compression's report at the same
+// ratio: file size, each tensor's kind, bytes, width counts and per-triplet
+// allocation, which must be identical, and the relative errors.
+function compareWithFullRun(target, explored, full) {
+  const exploredRows = new Map(explored.rows.map((row) => [row.name, row]));
+  const differences = [];
+  let maxErrorDifference = 0;
+  for (const row of full.rows) {
+    const other = exploredRows.get(row.name);
+    if (!other) {
+      differences.push(`${row.name}: missing from the explorer's result`);
+      continue;
+    }
+    for (const field of ['kind', 'bytes', 'width_counts', 'allocation']) {
+      if (JSON.stringify(row[field]) !== JSON.stringify(other[field])) {
+        differences.push(`${row.name}: ${field} differs`);
+      }
+    }
+    if (row.rel_error !== null && row.rel_error !== undefined) {
+      maxErrorDifference = Math.max(maxErrorDifference, Math.abs(other.rel_error - row.rel_error) / Math.abs(row.rel_error || 1));
+    }
+  }
+  if (explored.rows.length !== full.rows.length) {
+    differences.push(`the explorer has ${explored.rows.length} rows, the full compression ${full.rows.length}`);
+  }
+  if (explored.summary.compressed_bytes !== full.summary.compressed_bytes) {
+    differences.push(`file size: explorer ${explored.summary.compressed_bytes}, full ${full.summary.compressed_bytes} bytes`);
+  }
+  return {
+    target,
+    identical_allocation: differences.length === 0,
+    differences: differences.slice(0, 10),
+    compressed_bytes: explored.summary.compressed_bytes,
+    rel_error_total: explored.summary.rel_error_total,
+    full_rel_error_total: full.summary.rel_error_total,
+    max_tensor_rel_error_difference: maxErrorDifference,
+  };
+}
+
+// One fresh browser: compresses the pair at 1/16, opens the explorer, times
+// EXPLORER_ROUNDS rounds of EXPLORER_CHANGES and, when checkEquality is set,
+// compares the explorer with full compressions at EXPLORER_CHECKED.
+async function exploreOnce(browser, url, testCase, run, checkEquality) {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on('console', (message) => consoleLines.push(`${message.type()}: ${message.text()}`));
+  page.on('pageerror', (error) => consoleLines.push(`page error: ${error.message}`));
+  const record = { label: testCase.label, run, kind: 'explorer', url, changes: [] };
+  try {
+    await page.goto(url);
+    await page.setInputFiles('#base-input', testCase.base);
+    await page.setInputFiles('#finetuned-input', testCase.finetuned);
+    await page.selectOption('#ratio', RATIO);
+    await page.waitForTimeout(1000);
+    let started = Date.now();
+    await page.click('#compress');
+    await page.waitForSelector(DONE_OR_ERROR, { timeout: RUN_TIMEOUT_MS });
+    record.compress_s = (Date.now() - started) / 1000;
+    if (await page.getAttribute('#status', 'data-state') !== 'done') {
+      throw new Error(`the compression failed: ${await page.textContent('#status')}`);
+    }
+
+    started = Date.now();
+    await page.click('#explore-open');
+    await page.waitForSelector('#explorer[data-state="ready"], #explorer[data-state="error"]', { timeout: RUN_TIMEOUT_MS });
+    record.open_s = (Date.now() - started) / 1000;
+    if (await page.getAttribute('#explorer', 'data-state') !== 'ready') {
+      throw new Error(`the explorer did not open: ${await page.textContent('#explorer-status')}`);
+    }
+    const f16Bytes = Number(await page.getAttribute('#explorer', 'data-f16-bytes'));
+    record.f16_delta_bytes = f16Bytes;
+
+    const indexes = new Map();
+    for (const change of EXPLORER_CHANGES.filter((c) => c.via === 'slider')) {
+      indexes.set(change.target, await sliderIndex(page, change.denominator));
+    }
+    for (let round = 1; round <= EXPLORER_ROUNDS; round += 1) {
+      for (const change of EXPLORER_CHANGES) {
+        const megabytes = f16Bytes / change.denominator / 1e6;
+        const loadBefore = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).map(Number);
+        const cpuBefore = await rendererThreadCpuMs();
+        const timing = await timeExplorerChange(page, change, indexes.get(change.target), megabytes);
+        const cpuAfter = await rendererThreadCpuMs();
+        record.changes.push({
+          round, target: change.target, via: change.via, load_before: loadBefore, ...timing,
+          worker_cpu_ms: cpuAfter.workers - cpuBefore.workers,
+          main_cpu_ms: cpuAfter.main - cpuBefore.main,
+        });
+        if (timing.state !== 'solved') {
+          throw new Error(`the explorer did not solve ${change.target}: ${timing.state}, ${timing.message}`);
+        }
+      }
+    }
+
+    if (checkEquality) {
+      record.equality = [];
+      for (const target of EXPLORER_CHECKED) {
+        const change = EXPLORER_CHANGES.find((c) => c.target === target);
+        await timeExplorerChange(page, change, indexes.get(target), null);
+        const explored = await shownReport(page);
+        const full = await fullCompressionReport(context, url, testCase, 1 / change.denominator);
+        record.equality.push(compareWithFullRun(target, explored, full));
+      }
+    }
+    record.state = 'done';
+  } catch (error) {
+    record.state = 'error';
+    record.error = String(error.stack ?? error);
+    record.console = consoleLines.slice(-20);
+  } finally {
+    await context.close();
+  }
+  return record;
+}
+
+function summarizeChanges(changes) {
+  const stats = (field) => {
+    const values = changes.map((change) => change[field]).filter(Number.isFinite).sort((a, b) => a - b);
+    if (values.length === 0) {
+      return 'none';
+    }
+    return `median ${values[Math.floor((values.length - 1) / 2)].toFixed(0)} ms (${values[0].toFixed(0)}–${values.at(-1).toFixed(0)})`;
+  };
+  return `worker solve ${stats('solve_ms')}, change to painted result ${stats('painted_ms')}, ` +
+    `CPU of the worker ${stats('worker_cpu_ms')} and of the page's main thread ${stats('main_cpu_ms')}`;
+}
+
+// Runs `runOnce(browser, testCase, run)` RUNS times per case, each in a
+// fresh browser, and appends every record to JSONL. `report(record)` prints
+// the run and returns whether it failed. Returns whether any run failed.
+async function runInFreshBrowsers(jsonl, cases, runOnce, report) {
+  let failed = false;
+  for (const testCase of cases) {
+    for (let run = 1; run <= testCase.runs; run += 1) {
+      const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+      let record;
+      try {
+        record = await runOnce(browser, testCase, run);
+      } finally {
+        await browser.close();
+      }
+      await appendFile(jsonl, `${JSON.stringify(record)}\n`);
+      failed = report(record) || failed;
+    }
+  }
+  return failed;
+}
+
+async function measureExplorer(url, jsonl, cases) {
+  const runOnce = (browser, testCase, run) => exploreOnce(browser, url, testCase, run, run === 1);
+  return runInFreshBrowsers(jsonl, cases, runOnce, (record) => {
+    const equality = (record.equality ?? [])
+      .map((check) => `${check.target} ${check.identical_allocation ? 'identical' : `DIFFERS (${check.differences.join('; ')})`}`)
+      .join(', ');
+    console.log(`  explorer ${record.label} run ${record.run}: ${record.state}, opened in ${record.open_s?.toFixed(1)} s, ` +
+      `${record.changes.length} changes: ${summarizeChanges(record.changes)}` +
+      `${equality ? `; against full compressions: ${equality}` : ''}${record.error ? `, error: ${record.error}` : ''}`);
+    return record.state !== 'done' || (record.equality ?? []).some((check) => !check.identical_allocation);
+  });
+}
+
+// ---- Explorer stages ----
+
+// Where a solve spends its time. A module worker of the benchmark's own,
+// served by request interception at STAGE_WORKER_PATH, opens the core's
+// Explorer on the two files. For each change of EXPLORER_CHANGES it times
+// Explorer.solve, which the page calls, and Explorer.write. The progress
+// events of write mark the stages (read, delta, allocate, quantize, measure,
+// write) of every tensor, and a stage's time runs from its event to the next
+// one. write also sends the file's chunks and each tensor's row to the
+// callback, so its total is a little above the solve's.
+const STAGE_WORKER_PATH = '/bench-explorer-stages.js';
+const STAGE_WORKER = `
+import init, * as core from '/www/pkg/adamix.js';
+
+self.onmessage = async ({ data }) => {
+  try {
+    await init();
+    let started = performance.now();
+    const explorer = new core.Explorer([data.base], [data.finetuned], () => {});
+    const openMs = performance.now() - started;
+    const solves = [];
+    for (const { target, ratio } of data.changes) {
+      started = performance.now();
+      const { rows } = explorer.solve(ratio);
+      const solveMs = performance.now() - started;
+
+      const stages = {};
+      let current = null;
+      let currentStart = 0;
+      const enter = (stage) => {
+        const now = performance.now();
+        if (current !== null) {
+          stages[current] = (stages[current] ?? 0) + now - currentStart;
+        }
+        current = stage;
+        currentStart = now;
+      };
+      started = performance.now();
+      explorer.write(ratio, (event) => {
+        if (event.kind === 'progress') {
+          enter(event.stage);
+        }
+      });
+      enter(null);
+      const writeMs = performance.now() - started;
+
+      const slowest = rows.filter((row) => row.matrix).sort((a, b) => b.seconds - a.seconds).slice(0, 3)
+        .map((row) => ({ name: row.name, shape: row.shape, kept_rank: row.kept_rank, ms: 1000 * row.seconds }));
+      solves.push({ target, ratio, solve_ms: solveMs, write_ms: writeMs, stages_ms: stages, slowest_matrices: slowest });
+    }
+    explorer.free();
+    self.postMessage({ open_ms: openMs, solves });
+  } catch (error) {
+    self.postMessage({ error: String(error?.message ?? error) });
+  }
+};
+`;
+
+async function explorerStagesOnce(browser, url, testCase, run) {
+  const context = await browser.newContext();
+  await context.route(`**${STAGE_WORKER_PATH}`, (route) => route.fulfill({ body: STAGE_WORKER, contentType: 'text/javascript' }));
+  const page = await context.newPage();
+  const record = { label: testCase.label, run, kind: 'explorer-stages', url };
+  try {
+    await page.goto(url);
+    await page.setInputFiles('#base-input', testCase.base);
+    await page.setInputFiles('#finetuned-input', testCase.finetuned);
+    record.load_before = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).map(Number);
+    const changes = [];
+    for (let round = 1; round <= EXPLORER_ROUNDS; round += 1) {
+      changes.push(...EXPLORER_CHANGES.map((change) => ({ target: change.target, ratio: 1 / change.denominator })));
+    }
+    const result = await page.evaluate(({ path, changes, timeoutMs }) => new Promise((resolve) => {
+      const worker = new Worker(path, { type: 'module' });
+      const timer = setTimeout(() => resolve({ error: `no result within ${timeoutMs} ms` }), timeoutMs);
+      worker.onmessage = (event) => {
+        clearTimeout(timer);
+        resolve(event.data);
+      };
+      worker.onerror = (event) => {
+        clearTimeout(timer);
+        resolve({ error: event.message });
+      };
+      worker.postMessage({
+        base: document.getElementById('base-input').files[0],
+        finetuned: document.getElementById('finetuned-input').files[0],
+        changes,
+      });
+    }), { path: STAGE_WORKER_PATH, changes, timeoutMs: RUN_TIMEOUT_MS });
+    if (result.error) {
+      throw new Error(result.error);
+    }
+    Object.assign(record, result, { state: 'done' });
+  } catch (error) {
+    record.state = 'error';
+    record.error = String(error.stack ?? error);
+  } finally {
+    await context.close();
+  }
+  return record;
+}
+
+async function measureExplorerStages(url, jsonl, cases) {
+  const runOnce = (browser, testCase, run) => explorerStagesOnce(browser, url, testCase, run);
+  return runInFreshBrowsers(jsonl, cases, runOnce, (record) => {
+    const stageMeans = {};
+    for (const solve of record.solves ?? []) {
+      for (const [stage, milliseconds] of Object.entries(solve.stages_ms)) {
+        stageMeans[stage] = (stageMeans[stage] ?? 0) + milliseconds / record.solves.length;
+      }
+    }
+    const stages = Object.entries(stageMeans).map(([stage, milliseconds]) => `${stage} ${milliseconds.toFixed(0)}`).join(', ');
+    console.log(`  explorer stages ${record.label} run ${record.run}: ${record.state}, mean ms per write: ${stages}` +
+      `${record.error ? `, error: ${record.error}` : ''}`);
+    return record.state !== 'done';
+  });
+}
+
 // ---- Native reference ----
 
 // Wall seconds of the native CLI on the same pair, on one thread, or null without ADAMIX_BENCH_NATIVE.
@@ -281,13 +714,20 @@ function parseCases(argv) {
     cases.push({ label, base: path.resolve(base), finetuned: path.resolve(finetuned), runs: Number(runs) });
   }
   if (cases.length === 0 || argv.length % 4 !== 0 || cases.some((c) => !(c.runs >= 0))) {
-    throw new Error('usage: node bench/browser.mjs URL JSONL LABEL BASE FINETUNED RUNS [LABEL BASE FINETUNED RUNS ...]');
+    throw new Error('usage: node bench/browser.mjs [explorer|explorer-stages] URL JSONL LABEL BASE FINETUNED RUNS [LABEL BASE FINETUNED RUNS ...]');
   }
   return cases;
 }
 
 async function main() {
-  const [url, jsonl, ...rest] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  if (args[0] === 'explorer' || args[0] === 'explorer-stages') {
+    const [url, jsonl, ...rest] = args.slice(1);
+    const measure = args[0] === 'explorer' ? measureExplorer : measureExplorerStages;
+    process.exitCode = await measure(url, jsonl, parseCases(rest)) ? 1 : 0;
+    return;
+  }
+  const [url, jsonl, ...rest] = args;
   const cases = parseCases(rest);
   const measureMemory = process.env.ADAMIX_BENCH_MEASURE_MEMORY === '1';
   let failed = false;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Speed and memory benchmarks of adamix; BENCHMARKS.md records the results.
 #
-#   bench/run.sh [quick|memory|full]      (default: quick)
+#   bench/run.sh [quick|memory|full|explorer]      (default: quick)
 #
 # quick (6 min on the quiet 2-core machine of BENCHMARKS.md, 16 min under load):
 #   - native CLI, whole pipeline (read, delta, SVD, allocation, quantization,
@@ -17,6 +17,7 @@
 #     of the same pair with RAYON_NUM_THREADS=1 (so each ratio compares runs
 #     under the same load), plus one instrumented run of each that reads the
 #     worker's WebAssembly memory;
+#   - the budget explorer on the MiniLM pair (see explorer below);
 #   - peak resident set size and total time of the CLI on a synthetic
 #     Llama-2-7B-shaped pair with 1 layer.
 # memory (13 min there when quiet, 36 min under load, plus 13 min to
@@ -25,6 +26,13 @@
 #   no embeddings, which would add 1.3 layers' worth of parameters.
 # full: quick with the 4- and 16-layer pairs in place of the 1-layer pair,
 #   plus RAYON_NUM_THREADS=1 runs and the numpy SVD of the [11008, 4096] pair.
+# explorer: the page's budget explorer on the MiniLM pair only, in RUNS fresh
+#   browsers. Each compresses at 1/16, opens the explorer, then times 3 rounds
+#   (ADAMIX_BENCH_EXPLORER_ROUNDS) of the ratio changes 1/32, 1/24, 1/16,
+#   1/12 and 1/8, from the change to the drawn result and inside the worker.
+#   The first browser also compares the explorer at 1/32, 1/16 and 1/8 with
+#   full compressions on the page. One more browser splits the solves at
+#   the same ratios into stages. Builds the wasm module only.
 #
 # Environment: RUNS (default 3), PORT for the page server (default: a free port).
 # Inputs and results go to bench/out/ (ignored by git); each invocation
@@ -34,8 +42,8 @@ set -euo pipefail
 
 MODE="${1:-quick}"
 case "$MODE" in
-  quick|memory|full) ;;
-  *) echo "usage: bench/run.sh [quick|memory|full]" >&2; exit 2 ;;
+  quick|memory|full|explorer) ;;
+  *) echo "usage: bench/run.sh [quick|memory|full|explorer]" >&2; exit 2 ;;
 esac
 RUNS="${RUNS:-3}"
 NUMPY_VERSION=2.4.6
@@ -54,6 +62,8 @@ ln -sfn "$(basename "$RESULTS")" "$OUT/results/latest"
 CLI_JSONL="$RESULTS/cli.jsonl"
 NUMPY_JSONL="$RESULTS/numpy.jsonl"
 BROWSER_JSONL="$RESULTS/browser.jsonl"
+EXPLORER_JSONL="$RESULTS/explorer.jsonl"
+EXPLORER_STAGES_JSONL="$RESULTS/explorer-stages.jsonl"
 
 log() { printf '[%s] bench: %s\n' "$(date +%H:%M:%S)" "$*"; }
 fail() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
@@ -178,56 +188,93 @@ llama() {
   done
 }
 
-browser() {
-  log "page in headless Chromium"
+# Starts scripts/serve.py on 127.0.0.1 and sets SERVER_URL to its address.
+start_server() {
   python3 scripts/serve.py --port "${PORT:-0}" > "$RESULTS/serve.log" 2>&1 &
   SERVER_PID=$!
-  local url="" attempt
+  SERVER_URL=""
+  local attempt
   for attempt in $(seq 100); do
-    url="$(grep -o 'http://127.0.0.1:[0-9]*/' "$RESULTS/serve.log" || true)"
-    [ -n "$url" ] && break
+    SERVER_URL="$(grep -o 'http://127.0.0.1:[0-9]*/' "$RESULTS/serve.log" || true)"
+    [ -n "$SERVER_URL" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || fail "scripts/serve.py exited; see $RESULTS/serve.log"
     sleep 0.2
   done
-  [ -n "$url" ] || fail "scripts/serve.py printed no address within 20 s; see $RESULTS/serve.log"
+  [ -n "$SERVER_URL" ] || fail "scripts/serve.py printed no address within 20 s; see $RESULTS/serve.log"
+}
 
-  local attn="$OUT/single/attn-4096x4096"
-  ADAMIX_BENCH_MEASURE_MEMORY=1 ADAMIX_BENCH_NATIVE="$BIN" node bench/browser.mjs "$url" "$BROWSER_JSONL" \
-    minilm www/demo/base.safetensors www/demo/finetuned.safetensors "$RUNS" \
-    attn "$attn/base.safetensors" "$attn/finetuned.safetensors" "$RUNS" \
-    || log "a browser run failed (recorded in $BROWSER_JSONL)"
+stop_server() {
   kill "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
 }
 
+browser() {
+  log "page in headless Chromium"
+  start_server
+  local attn="$OUT/single/attn-4096x4096"
+  ADAMIX_BENCH_MEASURE_MEMORY=1 ADAMIX_BENCH_NATIVE="$BIN" node bench/browser.mjs "$SERVER_URL" "$BROWSER_JSONL" \
+    minilm www/demo/base.safetensors www/demo/finetuned.safetensors "$RUNS" \
+    attn "$attn/base.safetensors" "$attn/finetuned.safetensors" "$RUNS" \
+    || log "a browser run failed (recorded in $BROWSER_JSONL)"
+  stop_server
+}
+
+explorer() {
+  log "budget explorer in headless Chromium"
+  start_server
+  node bench/browser.mjs explorer "$SERVER_URL" "$EXPLORER_JSONL" \
+    minilm www/demo/base.safetensors www/demo/finetuned.safetensors "$RUNS" \
+    || log "an explorer run failed (recorded in $EXPLORER_JSONL)"
+  node bench/browser.mjs explorer-stages "$SERVER_URL" "$EXPLORER_STAGES_JSONL" \
+    minilm www/demo/base.safetensors www/demo/finetuned.safetensors 1 \
+    || log "the explorer stage run failed (recorded in $EXPLORER_STAGES_JSONL)"
+  stop_server
+}
+
 # ---- Main ----
+
+fetch_demo() {
+  scripts/fetch-demo.sh > "$RESULTS/fetch-demo.log" 2>&1 || fail "scripts/fetch-demo.sh failed; see $RESULTS/fetch-demo.log"
+}
+
+# Runs the native CLI, numpy and page benchmarks of quick, memory and full.
+measure_all() {
+  build_cli
+  make_venv
+  log "generating inputs under $OUT (kept between runs)"
+  if [ "$MODE" != memory ]; then
+    build_web
+    fetch_demo
+    "$PY" bench/make_pair.py single --out "$OUT/single"
+  fi
+  if [ "$MODE" = quick ]; then
+    "$PY" bench/make_pair.py llama --layers 1 --out "$OUT/llama7b-1"
+    LAYER_COUNTS=(1)
+  else
+    "$PY" bench/make_pair.py llama --layers 16 --out "$OUT/llama7b-16"
+    "$PY" bench/make_pair.py llama --layers 4 --out "$OUT/llama7b-4" --reuse "$OUT/llama7b-16"
+    LAYER_COUNTS=(4 16)
+  fi
+
+  if [ "$MODE" != memory ]; then
+    per_matrix
+    numpy_anchor
+    minilm
+    browser
+    explorer
+  fi
+  llama "${LAYER_COUNTS[@]}"
+}
 
 started=$SECONDS
 record_machine
-build_cli
-make_venv
-log "generating inputs under $OUT (kept between runs)"
-if [ "$MODE" != memory ]; then
+if [ "$MODE" = explorer ]; then
   build_web
-  scripts/fetch-demo.sh > "$RESULTS/fetch-demo.log" 2>&1 || fail "scripts/fetch-demo.sh failed; see $RESULTS/fetch-demo.log"
-  "$PY" bench/make_pair.py single --out "$OUT/single"
-fi
-if [ "$MODE" = quick ]; then
-  "$PY" bench/make_pair.py llama --layers 1 --out "$OUT/llama7b-1"
-  LAYER_COUNTS=(1)
+  fetch_demo
+  explorer
 else
-  "$PY" bench/make_pair.py llama --layers 16 --out "$OUT/llama7b-16"
-  "$PY" bench/make_pair.py llama --layers 4 --out "$OUT/llama7b-4" --reuse "$OUT/llama7b-16"
-  LAYER_COUNTS=(4 16)
+  measure_all
 fi
-
-if [ "$MODE" != memory ]; then
-  per_matrix
-  numpy_anchor
-  minilm
-  browser
-fi
-llama "${LAYER_COUNTS[@]}"
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), total $((SECONDS - started)) s" >> "$RESULTS/machine.txt"
 python3 bench/summarize.py "$RESULTS" > "$RESULTS/summary.md"

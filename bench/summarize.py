@@ -153,15 +153,96 @@ def browser_table(browser, cli):
     return lines
 
 
+EXPLORER_FIELDS = [
+    ("solve_ms", "worker solve ms"),
+    ("round_trip_ms", "request to drawn ms"),
+    ("draw_ms", "drawing ms"),
+    ("painted_ms", "change to painted ms"),
+    ("worker_cpu_ms", "worker CPU ms"),
+    ("main_cpu_ms", "main thread CPU ms"),
+]
+
+
+def explorer_table(explorer):
+    """Tabulate the budget explorer's times from a ratio change to the shown result, per target and overall."""
+    lines = ["", "## Budget explorer: time from a ratio change to the shown result", ""]
+    runs = [r for r in explorer if r.get("state") == "done"]
+    lines.append(f"{len(runs)}/{len(explorer)} browser runs completed. Opening the explorer took "
+                 f"{spread([r.get('open_s') for r in runs])} s (after a compression of {spread([r.get('compress_s') for r in runs])} s).")
+    lines.append("")
+    lines.append("| target | set through | changes | " + " | ".join(title for _, title in EXPLORER_FIELDS) + " | median load |")
+    lines.append("|---|---|---|" + "---|" * len(EXPLORER_FIELDS) + "---|")
+    changes = [c for r in explorer for c in r.get("changes", []) if c.get("state") == "solved"]
+    targets = list(dict.fromkeys(c["target"] for c in changes))
+    for target, selected in [(t, [c for c in changes if c["target"] == t]) for t in targets] + [("all", changes)]:
+        via = selected[0]["via"] if target != "all" and selected else "both"
+        row = [target, via, str(len(selected))]
+        row += [spread([c.get(field) for c in selected], 0) for field, _ in EXPLORER_FIELDS]
+        load_values = [c["load_before"][0] for c in selected if c.get("load_before")]
+        row.append(f"{median(load_values):.1f}" if load_values else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    checks = [check for r in explorer for check in r.get("equality", [])]
+    if checks:
+        lines += ["", "| target | explorer equals a full compression (sizes, widths, allocation) | file bytes | rel. error | full run's rel. error | max per-tensor rel. error difference |",
+                  "|---|---|---|---|---|---|"]
+        for check in checks:
+            same = "yes" if check["identical_allocation"] else "NO: " + "; ".join(check["differences"])
+            lines.append(f"| {check['target']} | {same} | {check['compressed_bytes']} | {check['rel_error_total']:.6f} | "
+                         f"{check['full_rel_error_total']:.6f} | {check['max_tensor_rel_error_difference']:.1e} |")
+    for record in explorer:
+        if record.get("state") != "done":
+            lines.append(f"\nFAILED explorer {record.get('label')} run {record.get('run')}: {record.get('error')}")
+    return lines
+
+
+EXPLORER_STAGES = ["read", "delta", "allocate", "quantize", "measure", "write"]
+
+
+def explorer_stages_table(records):
+    """Tabulate the stages of the explorer's solves, per target (milliseconds in the worker)."""
+    lines = ["", "## Budget explorer: stages of a solve (ms in the worker, from the core's progress events during Explorer.write)", ""]
+    lines.append("| target | solves | Explorer.solve ms | Explorer.write ms | " + " | ".join(f"{stage} ms" for stage in EXPLORER_STAGES)
+                 + " | slowest matrix (ms) | load |")
+    lines.append("|---|---|---|---|" + "---|" * len(EXPLORER_STAGES) + "---|---|")
+    solves = [(record, solve) for record in records if record.get("state") == "done" for solve in record.get("solves", [])]
+    for target in dict.fromkeys(solve["target"] for _, solve in solves):
+        selected = [(record, solve) for record, solve in solves if solve["target"] == target]
+        row = [target, str(len(selected)),
+               spread([solve["solve_ms"] for _, solve in selected], 0),
+               spread([solve["write_ms"] for _, solve in selected], 0)]
+        row += [spread([solve["stages_ms"].get(stage, 0) for _, solve in selected], 0) for stage in EXPLORER_STAGES]
+        slowest = [solve["slowest_matrices"][0] for _, solve in selected if solve["slowest_matrices"]]
+        if slowest and all(matrix["name"] == slowest[0]["name"] for matrix in slowest):
+            first = slowest[0]
+            row.append(f"{first['name']} {first['shape']} rank {first['kept_rank']}: {spread([matrix['ms'] for matrix in slowest], 0)}")
+        else:
+            row.append("differs between solves" if slowest else "–")
+        row.append(f"{median([record['load_before'][0] for record, _ in selected]):.1f}")
+        lines.append("| " + " | ".join(row) + " |")
+    for record in records:
+        if record.get("state") != "done":
+            lines.append(f"\nFAILED explorer stages {record.get('label')} run {record.get('run')}: {record.get('error')}")
+    return lines
+
+
 def main(argv):
     results = Path(argv[1])
     cli = load(results / "cli.jsonl")
+    browser = load(results / "browser.jsonl")
+    explorer = load(results / "explorer.jsonl")
     lines = [f"# Benchmark results: {results.name}", "", "```", (results / "machine.txt").read_text().strip(), "```", ""]
-    lines += cli_tables(cli)
-    lines += error_comparison(cli)
-    lines += numpy_table(load(results / "numpy.jsonl"), cli)
-    lines += llama_table(cli)
-    lines += browser_table(load(results / "browser.jsonl"), cli)
+    if cli:
+        lines += cli_tables(cli)
+        lines += error_comparison(cli)
+        lines += numpy_table(load(results / "numpy.jsonl"), cli)
+        lines += llama_table(cli)
+    if browser:
+        lines += browser_table(browser, cli)
+    if explorer:
+        lines += explorer_table(explorer)
+    explorer_stages = load(results / "explorer-stages.jsonl")
+    if explorer_stages:
+        lines += explorer_stages_table(explorer_stages)
     print("\n".join(lines))
     return 0
 

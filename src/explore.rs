@@ -77,7 +77,13 @@ pub struct Explorer {
 
 impl Explorer {
     /// Reads every matrix once and computes its delta, SVD and cost table.
-    pub fn build(base: Checkpoint, finetuned: Checkpoint, events: &mut dyn FnMut(Event)) -> Result<Explorer> {
+    ///
+    /// The other tensors are kept in memory as they are in the files, so that
+    /// a solve reads nothing. In the browser every read is a `FileReaderSync`
+    /// call, and re-reading the 64 small tensors of the demo pair took
+    /// 0.1–0.2 s of each solve (measured at load 4–5 on 2 cores). Those bytes
+    /// are fewer than the f32 deltas of the matrices that the cache keeps.
+    pub fn build(mut base: Checkpoint, mut finetuned: Checkpoint, events: &mut dyn FnMut(Event)) -> Result<Explorer> {
         let options = CompressOptions { ratio: EXPLORER_MAX_RATIO, ..Default::default() };
         check_options(&options)?;
         let (plans, pairing) = pair(&base, &finetuned, options.store_mismatched)?;
@@ -86,9 +92,15 @@ impl Explorer {
 
         let mut cache = MatrixCache::default();
         for (index, (name, plan)) in plans.iter().enumerate() {
-            let Plan::Matrix(m, n) = *plan else { continue };
             let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: plans.len() });
             stage("read");
+            let Plan::Matrix(m, n) = *plan else {
+                finetuned.keep_in_memory(name)?;
+                if base.entry(name).is_some() {
+                    base.keep_in_memory(name)?;
+                }
+                continue;
+            };
             let delta = read_delta(&base, &finetuned, name, &mut stage)?;
             let rank = if delta.delta_norm_squared == 0.0 { 0 } else { max_rank(m, n, &options.widths, budget.matrix_budget_bits(m, n)) };
             stage("svd");

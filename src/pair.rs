@@ -83,7 +83,7 @@ pub fn pair(base: &Checkpoint, finetuned: &Checkpoint, store_mismatched: bool) -
     if !store_mismatched {
         if let Some(first) = report.shape_mismatch.first() {
             return Err(Error::Mismatch { message: format!(
-                "tensor '{}' has shape {:?} in the base ({}) but {:?} in the fine-tune ({}); {} tensor(s) differ in shape. Check that the base is the model this fine-tune was trained from, or allow storing mismatched tensors whole",
+                "tensor '{}' has shape {:?} in the base ({}) but {:?} in the fine-tune ({}); {} tensor(s) differ in shape. Check that the base is the model this fine-tune was trained from, or store such tensors whole with the --store-mismatched option of adamix compress",
                 first.name, first.base_shape, base.file_of(&first.name), first.finetuned_shape, finetuned.file_of(&first.name), report.shape_mismatch.len()) });
         }
     }

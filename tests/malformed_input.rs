@@ -1,4 +1,5 @@
-//! Malformed and mismatched inputs, through the library and the command line.
+//! Malformed and mismatched inputs, through the library and the command line,
+//! and output paths that the command line must reject before any work.
 //!
 //! Every case writes real files to a temporary folder. The library must
 //! return an error that names the file and, where there is one, the tensor.
@@ -7,6 +8,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -96,10 +98,17 @@ impl Case {
     }
 
     fn cli_compress(&self, finetuned: &Path) -> Output {
-        run_cli([
+        self.cli_compress_with(finetuned, &self.output(), &[])
+    }
+
+    /// Runs `adamix compress` on this base and `finetuned`, writing to `output`, with `extra` arguments.
+    fn cli_compress_with(&self, finetuned: &Path, output: &Path, extra: &[&OsStr]) -> Output {
+        let mut args: Vec<&OsStr> = vec![
             "compress".as_ref(), "--base".as_ref(), self.base.as_os_str(), "--finetuned".as_ref(), finetuned.as_os_str(),
-            "--ratio".as_ref(), RATIO_ARG.as_ref(), "--output".as_ref(), self.output().as_os_str(),
-        ])
+            "--ratio".as_ref(), RATIO_ARG.as_ref(), "--output".as_ref(), output.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        run_cli(args)
     }
 
     /// Checks the library and `adamix compress` on this pair, with the fine-tune given as one file.
@@ -137,6 +146,16 @@ fn assert_contains_all(message: &str, facts: &[&str], what: &str) {
     for fact in facts {
         assert!(message.contains(fact), "{what} does not contain '{fact}': {message}");
     }
+}
+
+/// Writes the compressed delta of the valid pair to the case's folder (not its output folder).
+fn write_valid_delta(case: &Case) -> PathBuf {
+    let base = file_checkpoint(&[&case.base]).expect("open base");
+    let finetuned = file_checkpoint(&[&case.finetuned]).expect("open fine-tune");
+    let (delta_bytes, _) = compress_to_bytes(&base, &finetuned, &options_with_ratio(RATIO)).expect("compress a valid pair");
+    let delta_path = case.folder.path().join("delta.adamix");
+    std::fs::write(&delta_path, &delta_bytes).expect("write delta");
+    delta_path
 }
 
 /// Frames a hand-written JSON header with a zeroed data buffer of `data_bytes` bytes.
@@ -277,8 +296,25 @@ fn shape_mismatch_rejected() {
     let (bias, weight) = finetuned_values();
     let narrow = &weight[..SIDE * SIDE / 2];
     let case = Case::with_finetuned(&checkpoint_bytes(&bias, narrow, &[SIDE, SIDE / 2]));
-    let facts = ["base.safetensors", "finetuned.safetensors", WEIGHT, "[128, 128]", "[128, 64]"];
+    let facts = ["base.safetensors", "finetuned.safetensors", WEIGHT, "[128, 128]", "[128, 64]", "--store-mismatched"];
     case.assert_compress_rejected(&facts);
+}
+
+#[test]
+fn shape_mismatch_stored_with_option() {
+    let (bias, weight) = finetuned_values();
+    let narrow = &weight[..SIDE * SIDE / 2];
+    let case = Case::with_finetuned(&checkpoint_bytes(&bias, narrow, &[SIDE, SIDE / 2]));
+    let report_path = case.output_folder.join("report.json");
+    let output = case.cli_compress_with(&case.finetuned, &case.output(),
+        &["--store-mismatched".as_ref(), "--report".as_ref(), report_path.as_os_str()]);
+    common::assert_cli_success(&output, "adamix compress --store-mismatched");
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).expect("read report")).expect("report is JSON");
+    let rows = report["tensors"].as_array().expect("report has a tensors array");
+    let weight_row = rows.iter().find(|row| row["name"] == WEIGHT).expect("report has a row for the mismatched weight");
+    assert_eq!(weight_row["kind"], "whole", "mismatched weight row: {weight_row}");
+    assert_eq!(weight_row["shape"], serde_json::json!([SIDE, SIDE / 2]), "mismatched weight row: {weight_row}");
 }
 
 #[test]
@@ -324,11 +360,7 @@ fn missing_shard_rejected() {
 #[test]
 fn apply_onto_other_base_rejected() {
     let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
-    let base = file_checkpoint(&[&case.base]).expect("open base");
-    let finetuned = file_checkpoint(&[&case.finetuned]).expect("open fine-tune");
-    let (delta_bytes, _) = compress_to_bytes(&base, &finetuned, &options_with_ratio(RATIO)).expect("compress a valid pair");
-    let delta_path = case.folder.path().join("delta.adamix");
-    std::fs::write(&delta_path, &delta_bytes).expect("write delta");
+    let delta_path = write_valid_delta(&case);
 
     // Same names, shapes and bias, but a different weight: only the weight's hash differs.
     let (bias, _) = base_values();
@@ -353,4 +385,106 @@ fn apply_onto_other_base_rejected() {
         "--output".as_ref(), case.output_folder.join("applied.safetensors").as_os_str(),
     ]);
     case.assert_cli_rejected(&output, &facts, "adamix apply");
+}
+
+// ---- Output paths ----
+
+#[test]
+fn report_in_missing_folder_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let missing_folder = case.output_folder.join("missing");
+    let report = missing_folder.join("r.json");
+    let output = case.cli_compress_with(&case.finetuned, &case.output(), &["--report".as_ref(), report.as_os_str()]);
+    let report_text = report.display().to_string();
+    let folder_text = missing_folder.display().to_string();
+    case.assert_cli_rejected(&output, &["--report", &report_text, &folder_text, "does not exist", "mkdir -p"], "adamix compress");
+}
+
+#[test]
+fn output_in_missing_folder_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let missing_folder = case.output_folder.join("missing");
+    let delta = missing_folder.join("delta.adamix");
+    let output = case.cli_compress_with(&case.finetuned, &delta, &[]);
+    let delta_text = delta.display().to_string();
+    let folder_text = missing_folder.display().to_string();
+    case.assert_cli_rejected(&output, &["--output", &delta_text, &folder_text, "does not exist"], "adamix compress");
+}
+
+#[test]
+fn output_that_is_folder_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let output = case.cli_compress_with(&case.finetuned, &case.output_folder, &[]);
+    let folder_text = case.output_folder.display().to_string();
+    case.assert_cli_rejected(&output, &["--output", &folder_text, "existing folder", "file name"], "adamix compress");
+}
+
+#[test]
+fn report_that_is_folder_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let report_folder = case.folder.path().join("reports");
+    std::fs::create_dir(&report_folder).expect("create report folder");
+    let output = case.cli_compress_with(&case.finetuned, &case.output(), &["--report".as_ref(), report_folder.as_os_str()]);
+    let folder_text = report_folder.display().to_string();
+    case.assert_cli_rejected(&output, &["--report", &folder_text, "existing folder"], "adamix compress");
+    assert!(folder_entries(&report_folder).is_empty(), "adamix compress wrote into {folder_text}");
+}
+
+#[test]
+fn report_same_as_output_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let delta = case.output();
+    let output = case.cli_compress_with(&case.finetuned, &delta, &["--report".as_ref(), delta.as_os_str()]);
+    let delta_text = delta.display().to_string();
+    case.assert_cli_rejected(&output, &["--report", "--output", &delta_text, "overwrite"], "adamix compress");
+}
+
+/// The fine-tune contains a NaN, which reading the tensors would reject. The
+/// output path must be rejected first, before any tensor is read.
+#[test]
+fn output_checked_before_reading() {
+    let (bias, mut weight) = finetuned_values();
+    weight[777] = f32::NAN;
+    let case = Case::with_finetuned(&checkpoint_bytes(&bias, &weight, &[SIDE, SIDE]));
+    let report = case.output_folder.join("missing").join("r.json");
+    let output = case.cli_compress_with(&case.finetuned, &case.output(), &["--report".as_ref(), report.as_os_str()]);
+    case.assert_cli_rejected(&output, &["--report", "does not exist"], "adamix compress");
+    assert!(!stderr_text(&output).contains("NaN"), "the NaN was reported before the output path: {}", stderr_text(&output));
+}
+
+#[test]
+fn apply_output_that_is_folder_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let delta = write_valid_delta(&case);
+    let output = run_cli([
+        "apply".as_ref(), "--base".as_ref(), case.base.as_os_str(), "--delta".as_ref(), delta.as_os_str(),
+        "--output".as_ref(), case.output_folder.as_os_str(),
+    ]);
+    let folder_text = case.output_folder.display().to_string();
+    case.assert_cli_rejected(&output, &["--output", &folder_text, "existing folder"], "adamix apply");
+}
+
+#[test]
+fn compare_report_in_missing_folder_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let report = case.output_folder.join("missing").join("compare.json");
+    let output = run_cli([
+        "compare".as_ref(), "--base".as_ref(), case.base.as_os_str(), "--finetuned".as_ref(), case.finetuned.as_os_str(),
+        "--ratio".as_ref(), RATIO_ARG.as_ref(), "--device".as_ref(), "cpu".as_ref(), "--report".as_ref(), report.as_os_str(),
+    ]);
+    let report_text = report.display().to_string();
+    case.assert_cli_rejected(&output, &["--report", &report_text, "does not exist"], "adamix compare");
+    assert!(!stderr_text(&output).contains("compressing with"), "adamix compare compressed before rejecting the report path: {}", stderr_text(&output));
+}
+
+#[test]
+fn compare_missing_output_dir_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let missing_folder = case.output_folder.join("missing");
+    let output = run_cli([
+        "compare".as_ref(), "--base".as_ref(), case.base.as_os_str(), "--finetuned".as_ref(), case.finetuned.as_os_str(),
+        "--ratio".as_ref(), RATIO_ARG.as_ref(), "--device".as_ref(), "cpu".as_ref(), "--output-dir".as_ref(), missing_folder.as_os_str(),
+    ]);
+    let folder_text = missing_folder.display().to_string();
+    case.assert_cli_rejected(&output, &["--output-dir", &folder_text, "does not exist"], "adamix compare");
 }

@@ -3,10 +3,13 @@
 // then re-solves ADAMIX's allocation from that cache at each ratio the user
 // picks, without another SVD.
 //
-// The panel's data attributes are for tests: data-state ('closed', 'opening',
-// 'ready', 'solving', 'solved', 'unreachable' or 'error'), data-ratio (the
-// ratio last solved), data-solves (solves so far), data-solve-ms (time of the
-// last solve), and the reachable range from the core.
+// The panel's data attributes are for tests and benchmarks. data-state is
+// 'closed', 'opening', 'ready', 'solving', 'solved', 'unreachable' or
+// 'error'. data-ratio is the ratio last solved and data-solves the number of
+// solves so far. For the last solve, data-solve-ms is its time in the worker,
+// data-round-trip-ms the time from sending the request to the drawn result,
+// and data-draw-ms the drawing part of that. The rest is the reachable range
+// from the core.
 
 import { CoreWorker, isCancelled } from './core-worker.js';
 import { deltaFileName } from './files.js';
@@ -14,8 +17,8 @@ import { formatBytes, formatFraction, formatMilliseconds, formatSeconds } from '
 
 // Slider positions: ratios 1/n from 1/64 to 1/4, about four steps per
 // doubling, so that the slider moves on a log scale. 1/32, 1/16 and 1/8 are
-// exact positions.
-const DENOMINATORS = [64, 54, 45, 38, 32, 27, 23, 19, 16, 13, 11, 9, 8, 7, 6, 5, 4];
+// exact positions. bench/browser.mjs imports the list to move the slider.
+export const DENOMINATORS = [64, 54, 45, 38, 32, 27, 23, 19, 16, 13, 11, 9, 8, 7, 6, 5, 4];
 
 const STAGE_LABELS = {
   read: 'reading',
@@ -86,7 +89,7 @@ export class BudgetExplorer {
     this.solving = false;
     this.writing = false;
     this.solves = 0;
-    for (const key of ['ratio', 'solves', 'solveMs', 'minRatio', 'maxRatio', 'minBytes', 'maxBytes', 'f16Bytes']) {
+    for (const key of ['ratio', 'solves', 'solveMs', 'roundTripMs', 'drawMs', 'minRatio', 'maxRatio', 'minBytes', 'maxBytes', 'f16Bytes']) {
       delete this.section.dataset[key];
     }
     this.setState('closed');
@@ -273,8 +276,10 @@ export class BudgetExplorer {
         return;
       }
       this.solves += 1;
+      const received = performance.now();
       await this.onResult({ method: 'adamix', ratio, summary: solved.summary, rows: solved.rows, source: 'explorer' });
-      this.showSolveTime(ratio, solved, performance.now() - started);
+      const drawn = performance.now();
+      this.showSolveTime(ratio, solved, drawn - started, drawn - received);
     }
     if (this.worker === worker) {
       this.solving = false;
@@ -284,11 +289,13 @@ export class BudgetExplorer {
     }
   }
 
-  showSolveTime(ratio, solved, roundTrip) {
+  showSolveTime(ratio, solved, roundTrip, drawing) {
     Object.assign(this.section.dataset, {
       ratio: String(ratio),
       solves: String(this.solves),
       solveMs: String(solved.milliseconds),
+      roundTripMs: String(roundTrip),
+      drawMs: String(drawing),
     });
     $('explore-time').textContent =
       `Solved at ${ratioLabel(ratio)} in ${formatMilliseconds(solved.milliseconds)} ` +

@@ -28,6 +28,8 @@ pub struct Checkpoint {
     /// Tensor name → (file index, entry index), in file order then data order.
     locations: Vec<(usize, usize)>,
     by_name: HashMap<String, usize>,
+    /// Bytes of the tensors that [`Checkpoint::keep_in_memory`] read, by name.
+    in_memory: HashMap<String, Vec<u8>>,
     /// Things the user should know about the input, such as an ignored file.
     pub notices: Vec<String>,
 }
@@ -53,7 +55,7 @@ impl Checkpoint {
         }
         shards.sort_by(|a, b| a.name().cmp(b.name()));
 
-        let mut checkpoint = Checkpoint { files: Vec::new(), headers: Vec::new(), locations: Vec::new(), by_name: HashMap::new(), notices };
+        let mut checkpoint = Checkpoint { files: Vec::new(), headers: Vec::new(), locations: Vec::new(), by_name: HashMap::new(), in_memory: HashMap::new(), notices };
         for shard in shards {
             checkpoint.add_file(shard)?;
         }
@@ -112,8 +114,21 @@ impl Checkpoint {
         names.join(", ")
     }
 
+    /// Reads tensor `name` now and serves later [`Checkpoint::read_bytes`]
+    /// calls for it from memory, for callers that read it many times.
+    pub fn keep_in_memory(&mut self, name: &str) -> Result<()> {
+        if !self.in_memory.contains_key(name) {
+            let bytes = self.read_bytes(name)?;
+            self.in_memory.insert(name.to_string(), bytes);
+        }
+        Ok(())
+    }
+
     /// Reads the raw bytes of tensor `name`.
     pub fn read_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.in_memory.get(name) {
+            return Ok(bytes.clone());
+        }
         let &i = self.by_name.get(name).ok_or_else(|| Error::tensor(self.display_name(), name, "the tensor is not in this checkpoint"))?;
         let (f, e) = self.locations[i];
         let entry = &self.headers[f].tensors[e];

@@ -10,7 +10,7 @@ use adamix::methods::Method;
 use adamix::report::Summary;
 
 use super::open_checkpoint;
-use super::output::AtomicOutput;
+use super::output::{check_output_files, check_output_folder, AtomicOutput};
 
 /// A sink that drops the data, when only the sizes and errors are wanted.
 struct DiscardSink;
@@ -26,6 +26,12 @@ impl DataSink for DiscardSink {
 /// The GPU context that `device` selects is built once and used by every
 /// method that has GPU kernels (ADAMIX).
 pub fn run_compare(base: &[std::path::PathBuf], finetuned: &[std::path::PathBuf], ratio: f64, device: Device, output_dir: Option<&Path>, report: Option<&Path>) -> Result<()> {
+    if let Some(report) = report {
+        check_output_files(&[("--report", report)])?;
+    }
+    if let Some(dir) = output_dir {
+        check_output_folder("--output-dir", dir)?;
+    }
     let base = open_checkpoint(base)?;
     let finetuned = open_checkpoint(finetuned)?;
     let gpu = open_context(device)?;

@@ -17,7 +17,7 @@ use adamix::error::{Error, Result};
 use adamix::methods::Method;
 use adamix::svd::SvdPolicy;
 
-use output::AtomicOutput;
+use output::{check_output_files, AtomicOutput};
 pub use output::remove_partial_files;
 use progress::ProgressLine;
 
@@ -227,6 +227,9 @@ pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
 }
 
 fn run_compress(base: &[PathBuf], finetuned: &[PathBuf], options: CompressOptions, report: Option<&Path>, output: &Path) -> Result<()> {
+    let mut outputs = vec![("--output", output)];
+    outputs.extend(report.map(|report| ("--report", report)));
+    check_output_files(&outputs)?;
     let inputs: Vec<&Path> = base.iter().chain(finetuned).map(PathBuf::as_path).collect();
     check_output_is_not_input(output, &inputs)?;
     if let Some(report) = report {
@@ -260,6 +263,7 @@ fn run_compress(base: &[PathBuf], finetuned: &[PathBuf], options: CompressOption
 }
 
 fn run_apply(base: &[PathBuf], delta: &Path, output: &Path) -> Result<()> {
+    check_output_files(&[("--output", output)])?;
     let inputs: Vec<&Path> = base.iter().map(PathBuf::as_path).chain([delta]).collect();
     check_output_is_not_input(output, &inputs)?;
     let base = open_checkpoint(base)?;

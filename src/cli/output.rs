@@ -35,6 +35,71 @@ fn forget_partial_file(path: &Path) {
     }
 }
 
+/// Checks, before any work, that a file can be created at each output path.
+///
+/// `outputs` pairs each path with the option that gave it, such as
+/// `--output`. A path that is an existing folder, a parent folder that is
+/// missing or is not a folder, and two options naming the same file are
+/// rejected here, before the run, instead of when the output is written.
+///
+/// NOTE: write permission is not checked here. A folder the user cannot
+/// write to still fails only when the output is created.
+pub fn check_output_files(outputs: &[(&str, &Path)]) -> Result<()> {
+    for (index, &(option, path)) in outputs.iter().enumerate() {
+        check_output_file(option, path)?;
+        if let Some(&(other_option, _)) = outputs[..index].iter().find(|(_, other)| same_file(other, path)) {
+            return Err(Error::InvalidOptions(format!(
+                "{option} and {other_option} both name {}, so one would overwrite the other; give each a path of its own. Nothing was written",
+                path.display())));
+        }
+    }
+    Ok(())
+}
+
+fn check_output_file(option: &str, path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::InvalidOptions(format!(
+            "{option} {} is an existing folder, but the path of a file is expected; add a file name to the path. Nothing was written",
+            path.display())));
+    }
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !folder.exists() {
+        return Err(Error::InvalidOptions(format!(
+            "{option} {}: the folder {} does not exist; create it first (mkdir -p {}) or choose a path in an existing folder. Nothing was written",
+            path.display(), folder.display(), folder.display())));
+    }
+    if !folder.is_dir() {
+        return Err(Error::InvalidOptions(format!(
+            "{option} {}: {} is not a folder; choose a path in an existing folder. Nothing was written",
+            path.display(), folder.display())));
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that `folder`, given with `option`, is an existing folder.
+pub fn check_output_folder(option: &str, folder: &Path) -> Result<()> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    let problem = if folder.exists() { "is not a folder" } else { "does not exist" };
+    Err(Error::InvalidOptions(format!(
+        "{option} {} {problem}; create the folder first (mkdir -p {}) or choose an existing one. Nothing was written",
+        folder.display(), folder.display())))
+}
+
+/// Returns whether `a` and `b` name the same file, comparing their folders
+/// after resolving links (the files themselves may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolve = |path: &Path| {
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        folder.canonicalize().ok().map(|folder| folder.join(path.file_name().unwrap_or_default()))
+    };
+    match (resolve(a), resolve(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// A file being written that appears under its final name only on [`AtomicOutput::commit`].
 pub struct AtomicOutput {
     name: String,
