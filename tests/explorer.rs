@@ -99,7 +99,7 @@ fn solve_reads_no_file() {
 
     let outcome = explorer.solve(1.0 / 8.0, &mut |_| {}, &mut Vec::new()).expect("explorer solve");
 
-    let kinds: Vec<&str> = outcome.rows.iter().map(|row| row.kind).collect();
+    let kinds: Vec<&str> = outcome.rows.iter().map(|row| row.kind.as_str()).collect();
     for kind in ["f16 delta", "unchanged", "whole"] {
         assert!(kinds.contains(&kind), "the pair has no tensor stored as {kind}: {kinds:?}");
     }
