@@ -33,24 +33,10 @@ import { appendFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { chromium, CHROMIUM_ARGS, DONE_OR_ERROR, REPO_ROOT } from './chromium.mjs';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { chromium } = createRequire(path.join(REPO_ROOT, 'package.json'))('playwright-core');
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--enable-unsafe-webgpu',
-];
 // Makes measureUserAgentSpecificMemory() measure at once instead of at the next garbage collection.
 const EAGER_MEMORY_ARGS = ['--enable-blink-features=ForceEagerMeasureMemory'];
-const DONE_OR_ERROR = '#status[data-state="done"], #status[data-state="error"]';
 const RUN_TIMEOUT_MS = Number(process.env.ADAMIX_BENCH_BROWSER_TIMEOUT_S ?? 900) * 1000;
 const RATIO = '0.0625';
 const MEMORY_POLL_MS = 2000;

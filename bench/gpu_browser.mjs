@@ -15,17 +15,8 @@ import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { chromium, CHROMIUM_ARGS, DONE_OR_ERROR } from './chromium.mjs';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { chromium } = createRequire(path.join(REPO_ROOT, 'package.json'))('playwright-core');
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
-];
-const DONE_OR_ERROR = '#status[data-state="done"], #status[data-state="error"]';
 const RUN_TIMEOUT_MS = 1_800_000;
 const CANDIDATES = 1024;
 const PROFILE_REPEATS = 3;

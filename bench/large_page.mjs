@@ -14,17 +14,8 @@ import { appendFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import process from 'node:process';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { chromium, CHROMIUM_ARGS, DONE_OR_ERROR } from './chromium.mjs';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { chromium } = createRequire(path.join(REPO_ROOT, 'package.json'))('playwright-core');
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
-];
-const DONE_OR_ERROR = '#status[data-state="done"], #status[data-state="error"]';
 const RUN_TIMEOUT_MS = 3 * 3600 * 1000;
 const STATUS_INTERVAL_MS = 30_000;
 

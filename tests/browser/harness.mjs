@@ -17,7 +17,7 @@ const WASM_BINDINGS_PATH = path.join(REPO_ROOT, 'www/pkg/adamix.js');
 const PLOTLY_PATH = path.join(REPO_ROOT, 'www/vendor/plotly.min.js');
 const CHROMIUM_PATH = '/usr/bin/chromium';
 
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-quic',
   '--no-first-run',
