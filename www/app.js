@@ -368,7 +368,9 @@ async function finishCompression(keptResult, runInputs) {
     explorer.hide();
   }
 
-  let text = `Done in ${formatSeconds(seconds)}: ${METHOD_LABELS[method]}, ${formatBytes(blob.size)}, ` +
+  const workers = summary.worker_memory_bytes?.length ?? 1;
+  const ranOn = `on ${deviceLabel(summary.device ?? 'cpu')} with ${workers} ${workers === 1 ? 'worker' : 'workers'}`;
+  let text = `Done in ${formatSeconds(seconds)} ${ranOn}: ${METHOD_LABELS[method]}, ${formatBytes(blob.size)}, ` +
     `${formatFraction(summary.ratio_achieved)} of the f16 delta, overall relative error ${formatError(summary.rel_error_total)}.`;
   const outcome = comparison ? adamixReduction(comparison.results) : null;
   if (outcome) {

@@ -175,7 +175,9 @@ export function renderSummary(section, summary) {
   ];
   const workerMemory = summary.worker_memory_bytes;
   if (workerMemory?.length > 0) {
-    rows.push(['Web Workers', `${workerMemory.length}, peak WebAssembly memory ${workerMemory.map(formatBytes).join(', ')}`]);
+    // A worker that found no tensor left in the queue reports 0 bytes.
+    const peaks = workerMemory.map((bytes) => (bytes > 0 ? formatBytes(bytes) : 'no tensor'));
+    rows.push(['Web Workers', `${workerMemory.length}, peak WebAssembly memory ${peaks.join(', ')}`]);
   }
   if (typeof summary.nominal_bits_per_parameter === 'number') {
     rows.splice(3, 0, ['Code bits per matrix parameter',
