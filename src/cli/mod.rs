@@ -209,8 +209,16 @@ pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
                 .filter(|p| p.to_string_lossy().ends_with(".safetensors") || p.to_string_lossy().ends_with(".safetensors.index.json"))
                 .collect();
             files.sort();
+            let subfolders = subfolder_names(path);
+            if files.is_empty() && !subfolders.is_empty() {
+                return Err(Error::file(path.display(), format!(
+                    "the folder contains no .safetensors file, and its subfolders are not read ({}); pass the subfolder that holds the checkpoint", subfolders.join(", "))));
+            }
             if files.is_empty() {
                 return Err(Error::file(path.display(), "the folder contains no .safetensors file"));
+            }
+            if !subfolders.is_empty() {
+                eprintln!("notice: {}: subfolders are not read ({}); only the folder's own files are", path.display(), subfolders.join(", "));
             }
             for file in files {
                 sources.push(Box::new(FileSource::open(&file)?));
@@ -224,6 +232,17 @@ pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
         eprintln!("notice: {notice}");
     }
     Ok(checkpoint)
+}
+
+/// Names of the folders directly inside `folder`, each with a trailing `/`, sorted.
+fn subfolder_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder).map(|entries| entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| format!("{}/", e.file_name().to_string_lossy()))
+        .collect()).unwrap_or_default();
+    names.sort();
+    names
 }
 
 fn run_compress(base: &[PathBuf], finetuned: &[PathBuf], options: CompressOptions, report: Option<&Path>, output: &Path) -> Result<()> {
