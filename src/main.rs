@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
     // A signal ends the process without destructors, so remove partial outputs here.
     let handler = ctrlc::set_handler(|| {
         cli::remove_partial_files();
-        eprintln!("\ninterrupted; no output was written");
+        eprintln!("\n{}", cli::interrupted_message());
         std::process::exit(130);
     });
     if let Err(error) = handler {

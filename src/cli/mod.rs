@@ -18,7 +18,7 @@ use adamix::methods::Method;
 use adamix::svd::SvdPolicy;
 
 use output::{check_output_files, AtomicOutput};
-pub use output::remove_partial_files;
+pub use output::{interrupted_message, remove_partial_files};
 use progress::ProgressLine;
 
 #[derive(Parser)]

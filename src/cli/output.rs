@@ -18,6 +18,23 @@ use adamix::error::{Error, Result};
 /// Temporary files in progress, removed if the process is interrupted.
 static PARTIAL_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Outputs this run completed, which an interruption leaves in place.
+static COMPLETED_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Returns the message for an interrupted run: partial files were removed,
+/// and the outputs completed before the signal (by `compare`, say) remain.
+pub fn interrupted_message() -> String {
+    let completed = match COMPLETED_FILES.lock() {
+        Ok(paths) => paths.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    if completed.is_empty() {
+        return "interrupted; no output was written".into();
+    }
+    let names: Vec<String> = completed.iter().map(|p| p.display().to_string()).collect();
+    format!("interrupted; partial files were removed, and these outputs were complete before the interruption: {}", names.join(", "))
+}
+
 /// Removes every temporary file still in progress; called from the signal handler.
 pub fn remove_partial_files() {
     let paths = match PARTIAL_FILES.lock() {
@@ -152,6 +169,9 @@ impl AtomicOutput {
         let temp_path = temp.path().to_path_buf();
         temp.persist(&self.final_path).map_err(|e| Error::io(&name, e.error))?;
         forget_partial_file(&temp_path);
+        if let Ok(mut completed) = COMPLETED_FILES.lock() {
+            completed.push(self.final_path.clone());
+        }
         Ok(())
     }
 
