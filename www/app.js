@@ -203,7 +203,12 @@ function cancelTask() {
   if (!task) {
     return;
   }
+  // A cancelled compression leaves no half-filled table or comparison behind.
+  const clearsResults = task.clearsResultsOnCancel;
   const seconds = endTask();
+  if (clearsResults) {
+    clearResults();
+  }
   $('progress').value = 0;
   setStatus('cancelled', `Cancelled after ${formatSeconds(seconds)}. Nothing was written.`);
 }
@@ -601,7 +606,7 @@ function compress() {
     return;
   }
   clearResults();
-  beginTask('Starting');
+  beginTask('Starting').clearsResultsOnCancel = true;
   runCompressions([$('method').value], $('method').value);
 }
 
@@ -610,7 +615,7 @@ function compareAll() {
     return;
   }
   clearResults();
-  beginTask('Starting the comparison');
+  beginTask('Starting the comparison').clearsResultsOnCancel = true;
   runCompressions(METHODS, $('method').value);
 }
 
@@ -620,6 +625,7 @@ async function loadDemo() {
   }
   clearResults();
   const thisTask = beginTask('Downloading the demo checkpoints');
+  thisTask.clearsResultsOnCancel = true;
   let files;
   try {
     files = await Promise.all([
