@@ -47,7 +47,7 @@ impl Checkpoint {
         }
         let mut notices = Vec::new();
         match index.as_slice() {
-            [] => {}
+            [] => notices.extend(incomplete_shards_notice(&shards)),
             [index] => shards = select_shards(index.as_ref(), shards, &mut notices)?,
             _ => return Err(Error::Mismatch { message: format!(
                 "{} index files were given ({}); give one checkpoint at a time",
@@ -161,6 +161,23 @@ impl Checkpoint {
     }
 }
 
+/// Returns a notice when the files are named as shards (`-00001-of-00003`)
+/// but fewer than their count were given, without an index to say which.
+fn incomplete_shards_notice(shards: &[Box<dyn ByteSource>]) -> Option<String> {
+    let totals: Vec<usize> = shards.iter().filter_map(|s| shard_total(s.name())).collect();
+    let total = *totals.iter().max()?;
+    (shards.len() < total).then(|| format!(
+        "{} looks like one of {total} shards, but the files given hold {} of them and no index, so the tensors of the other shards count as missing from this checkpoint; give every shard and the model.safetensors.index.json",
+        shards[0].name(), shards.len()))
+}
+
+/// The shard count `M` of a name ending in `-0000N-of-0000M.safetensors`.
+fn shard_total(name: &str) -> Option<usize> {
+    let stem = name.strip_suffix(".safetensors")?;
+    let (_, total) = stem.rsplit_once("-of-")?;
+    (total.len() >= 2 && total.bytes().all(|b| b.is_ascii_digit())).then(|| total.parse().ok()).flatten()
+}
+
 /// Keeps the shards an index names and reports missing ones with their tensors.
 fn select_shards(index: &dyn ByteSource, shards: Vec<Box<dyn ByteSource>>, notices: &mut Vec<String>) -> Result<Vec<Box<dyn ByteSource>>> {
     let bytes = index.read_at(0, index.len() as usize)?;
@@ -199,4 +216,17 @@ fn parse_index(file: &str, bytes: &[u8]) -> Result<BTreeMap<String, String>> {
     let index: Index = serde_json::from_slice(bytes)
         .map_err(|e| Error::file(file, format!("not a valid safetensors index: {e}; expected a JSON object with a weight_map")))?;
     Ok(index.weight_map)
+}
+
+#[cfg(test)]
+mod shard_name_tests {
+    use super::shard_total;
+
+    #[test]
+    fn shard_total_reads_hugging_face_names() {
+        assert_eq!(shard_total("model-00001-of-00003.safetensors"), Some(3));
+        assert_eq!(shard_total("dir/model-00002-of-00002.safetensors"), Some(2));
+        assert_eq!(shard_total("model.safetensors"), None);
+        assert_eq!(shard_total("one-of-x.safetensors"), None);
+    }
 }
