@@ -1,5 +1,5 @@
-// What the browser benchmarks share: playwright-core's Chromium, its flags
-// and the selector of a finished run.
+// Shared parts of the browser benchmarks: playwright-core's Chromium, its
+// flags and the selector of a finished run.
 
 import path from 'node:path';
 import { createRequire } from 'node:module';

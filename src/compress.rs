@@ -188,7 +188,7 @@ impl RunPlan {
         self.plans.len()
     }
 
-    /// Whether the fine-tune has no tensors.
+    /// Returns whether the fine-tune has no tensors.
     pub fn is_empty(&self) -> bool {
         self.plans.is_empty()
     }
@@ -208,7 +208,7 @@ impl RunPlan {
         }
     }
 
-    /// The pairing report; its list of unchanged tensors fills in as tensors are read.
+    /// Returns the pairing report of the headers. Its list of unchanged tensors is empty until tensors are read.
     pub fn pairing(&self) -> &PairingReport {
         &self.pairing
     }

@@ -82,10 +82,9 @@ pub fn top_triplets(delta: MatRef<'_, f32>, k: usize, policy: SvdPolicy, tensor:
 /// Full thin SVD, truncated to `k` triplets.
 ///
 /// A matrix at least [`TALL_ASPECT`] times taller than wide (or wider than
-/// tall) takes [`tall_svd`] instead: faer's f32 `thin_svd` of such a matrix
-/// returned wrong trailing singular values (some exactly 0, in f32 and through
-/// an f32 QR alike) on [40000, 256] and [151936, 256] deltas whose noise
-/// floor lies near 1e-4 · σ_1.
+/// tall) takes [`tall_svd`] instead. On [40000, 256] and [151936, 256] deltas
+/// whose noise floor lies near 1e-4 · σ_1, faer 0.24's f32 `thin_svd` returned
+/// wrong trailing singular values, some exactly 0, and so did an f32 QR first.
 pub fn full_svd(delta: MatRef<'_, f32>, k: usize, tensor: &str) -> Result<Triplets> {
     let (m, n) = (delta.nrows(), delta.ncols());
     if n >= TALL_ASPECT * m {
@@ -106,7 +105,7 @@ pub const TALL_ASPECT: usize = 2;
 /// Rows of `ΔW` widened to f64 at a time while [`tall_svd`] sums the Gram matrix.
 const GRAM_BLOCK_ROWS: usize = 2048;
 
-/// The SVD of a tall `[m, n]` delta through its Gram matrix in f64.
+/// Computes the SVD of a tall `[m, n]` delta through its Gram matrix in f64.
 ///
 /// `G = ΔWᵀ ΔW` is summed in f64 over blocks of rows, so it needs `n²` f64
 /// and one block in memory besides the delta. Its eigenvectors are `V` and

@@ -146,7 +146,7 @@ fn parse_options(options: &JsValue) -> Result<CompressOptions> {
     Ok(CompressOptions { ratio, store_mismatched, method, device, ..Default::default() })
 }
 
-/// What a session holds between the page's requests.
+/// State a session keeps between the page's requests.
 struct SessionState {
     base: Checkpoint,
     finetuned: Checkpoint,
@@ -158,7 +158,7 @@ struct SessionState {
 /// One compression run as seen by one worker of the page's pool.
 ///
 /// Every worker opens a session on the same files and options and compresses
-/// the tensors the page hands it; one of them then joins the outputs of all
+/// the tensors the page hands it. One of them then joins the outputs of all
 /// into the file head and the report. The output equals that of a single
 /// synchronous run, byte for byte.
 #[wasm_bindgen]
@@ -318,7 +318,7 @@ pub fn inspect_file(file: File) -> std::result::Result<JsValue, JsValue> {
 }
 
 /// Times each GPU kernel against its CPU reference on a synthetic `[m, n]`
-/// delta's leading `candidates` triplets (see `gpu::profile`); the GPU part
+/// delta's leading `candidates` triplets (see `gpu::profile`). The GPU part
 /// runs when `use_gpu` is set and the browser offers a WebGPU adapter.
 ///
 /// Resolves to `{device, kernels: [...]}`.

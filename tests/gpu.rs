@@ -10,6 +10,8 @@
 //! mesa-vulkan-drivers)` and passes, unless `ADAMIX_REQUIRE_GPU=1` is set,
 //! in which case every test fails.
 
+mod common;
+
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -54,22 +56,7 @@ fn small_grid_context() -> Option<&'static GpuContext> {
 }
 
 fn open_context(tiling: Option<Tiling>) -> Option<GpuContext> {
-    match pollster::block_on(GpuContext::new()) {
-        Ok(mut ctx) => {
-            if let Some(tiling) = tiling {
-                ctx.set_tiling(tiling);
-            }
-            let _ = writeln!(std::io::stderr(), "GPU tests run on {}", ctx.describe());
-            Some(ctx)
-        }
-        Err(error) if std::env::var("ADAMIX_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("ADAMIX_REQUIRE_GPU=1 is set, but no GPU context could be created: {error}")
-        }
-        Err(error) => {
-            let _ = writeln!(std::io::stderr(), "{error}");
-            None
-        }
-    }
+    common::open_gpu_context(tiling, "GPU tests")
 }
 
 /// Returns the context, or prints the skip line (past the test harness's capture) and returns from the test.

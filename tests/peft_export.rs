@@ -112,8 +112,8 @@ fn peft_adapter_matches_apply() {
     }
 }
 
-/// The unscaled LoRA delta of `module`, row-major `[m, n]`: `B·A` for a linear
-/// module, `(B·A)ᵀ` for an embedding, in PEFT's layouts.
+/// Computes the unscaled LoRA delta of `module`, row-major `[m, n]`: `B·A` for a
+/// linear module, `(B·A)ᵀ` for an embedding, in PEFT's layouts.
 fn lora_delta(model: &safetensors::SafeTensors, module: &str, m: usize, n: usize, k: usize) -> Vec<f32> {
     let prefix = format!("base_model.model.{module}");
     if module.contains("embeddings") {

@@ -15,8 +15,8 @@ export function selectCheckpointFiles(files) {
 }
 
 // Collects the files of a drop event. A dropped folder contributes the files
-// at its top level, as the CLI reads a folder; its subfolders (a training
-// run's checkpoint-500/, say) are not read and are listed in ignoredFolders.
+// at its top level, as the CLI reads a folder. Its subfolders (a training
+// run's checkpoint-500/, say) are not read, and ignoredFolders lists them.
 // Returns {files, folderName, ignoredFolders}, where folderName is the name
 // of the one dropped folder, or null. The DataTransfer items are only
 // readable during the event, so they are captured before the first await.

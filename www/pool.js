@@ -114,8 +114,8 @@ function sessionFields({ base, finetuned, ratio, method, device }) {
 
 // Rejects, before any work, a matrix too large for one worker's memory.
 // TODO: Such matrices need the delta streamed in row blocks through the
-// randomized SVD, the correction and the error measurement, which only ever
-// multiply the delta by thin matrices; today a worker holds it whole.
+// randomized SVD, the correction and the error measurement, because these only
+// multiply the delta by thin matrices. Today a worker holds the delta whole.
 function checkWorkerMemory(tensors) {
   for (const tensor of tensors) {
     const needed = WORKER_BASE_BYTES + WORKER_BYTES_PER_ELEMENT * tensor.matrix_elements;

@@ -16,8 +16,8 @@
 // {id, kind: 'result', result} or {id, kind: 'error', message} follows.
 //
 // A compression is a session: the page opens one in each worker of its pool
-// (pool.js), asks each worker for different tensors, then asks one worker to
-// join the outputs. A tensor's request may await WebGPU; the page sends a
+// (pool.js), sends each worker different tensors, then has one worker join
+// the outputs. A tensor's request may await WebGPU; the page sends a
 // worker its next request only after the last one answered. The page cancels
 // by terminating the worker. The session and the explorer outlive their
 // requests: each stays in this worker's memory until the next one of its kind

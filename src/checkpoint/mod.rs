@@ -171,7 +171,7 @@ fn incomplete_shards_notice(shards: &[Box<dyn ByteSource>]) -> Option<String> {
         shards[0].name(), shards.len()))
 }
 
-/// The shard count `M` of a name ending in `-0000N-of-0000M.safetensors`.
+/// Returns the shard count `M` of a name ending in `-0000N-of-0000M.safetensors`.
 fn shard_total(name: &str) -> Option<usize> {
     let stem = name.strip_suffix(".safetensors")?;
     let (_, total) = stem.rsplit_once("-of-")?;

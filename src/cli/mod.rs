@@ -212,7 +212,7 @@ pub(crate) fn open_checkpoint(paths: &[PathBuf]) -> Result<Checkpoint> {
             let subfolders = subfolder_names(path);
             if files.is_empty() && !subfolders.is_empty() {
                 return Err(Error::file(path.display(), format!(
-                    "the folder contains no .safetensors file, and its subfolders are not read ({}); pass the subfolder that holds the checkpoint", subfolders.join(", "))));
+                    "the folder contains no .safetensors file, and its subfolders are not read ({}); pass the subfolder that contains the checkpoint", subfolders.join(", "))));
             }
             if files.is_empty() {
                 return Err(Error::file(path.display(), "the folder contains no .safetensors file"));

@@ -102,7 +102,7 @@ impl ContainerWriter {
         }
     }
 
-    /// The parts added so far, in data order.
+    /// Returns the parts added so far, in data order.
     pub fn parts(&self) -> &[StoredPart] {
         &self.parts
     }

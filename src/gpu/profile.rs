@@ -44,7 +44,7 @@ const RATIO: f64 = 1.0 / 16.0;
 pub struct KernelProfile {
     /// Kernel name: `cost table`, `quantize`, `dequantize` or `reconstruct`.
     pub kernel: &'static str,
-    /// What the kernel processed, such as `1024 triplets × 8 widths`.
+    /// Size of the kernel's input, such as `1024 triplets × 8 widths`.
     pub work: String,
     /// Median seconds of the CPU reference.
     pub cpu_seconds: f64,
@@ -213,7 +213,7 @@ async fn profile_reconstruct(ctx: Option<&GpuContext>, factors: &Factors, repeat
     })
 }
 
-/// Whether every row of `a` is within 1e-5 of `b`'s row norm of `b`.
+/// Returns whether every entry of `a` is within 1e-5 of the norm of its row in `b`.
 fn within_row_norms(a: &[f32], b: &[f32], n: usize) -> bool {
     a.chunks(n.max(1)).zip(b.chunks(n.max(1))).all(|(x, y)| {
         let norm = y.iter().map(|v| v * v).sum::<f32>().sqrt();

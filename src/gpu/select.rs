@@ -42,7 +42,7 @@ impl Device {
     }
 }
 
-/// How a user switches to the CPU, for error messages.
+/// Hint for error messages: the way a user switches to the CPU.
 #[cfg(not(target_arch = "wasm32"))]
 const CPU_HINT: &str = "use --device cpu";
 #[cfg(target_arch = "wasm32")]
@@ -128,7 +128,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 impl GpuContext {
     /// Names the adapter and its backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`, for reports.
     ///
-    /// Browsers may hide the adapter's name; the label then says so.
+    /// Browsers may hide the adapter's name, and the label then reads `unnamed adapter`.
     pub fn adapter_label(&self) -> String {
         let name = match self.adapter_info.name.as_str() {
             "" => "unnamed adapter",

@@ -398,3 +398,26 @@ pub fn header_layout(path: &Path) -> std::collections::BTreeMap<String, (String,
         })
         .collect()
 }
+
+/// Opens a GPU context with `tiling` (the device's own when `None`) and prints
+/// which adapter `tests` run on. Returns `None` without an adapter, and panics
+/// instead when `ADAMIX_REQUIRE_GPU=1` is set, as `scripts/test.sh` does.
+pub fn open_gpu_context(tiling: Option<adamix::gpu::Tiling>, tests: &str) -> Option<adamix::gpu::GpuContext> {
+    use std::io::Write;
+    match pollster::block_on(adamix::gpu::GpuContext::new()) {
+        Ok(mut ctx) => {
+            if let Some(tiling) = tiling {
+                ctx.set_tiling(tiling);
+            }
+            let _ = writeln!(std::io::stderr(), "{tests} run on {}", ctx.describe());
+            Some(ctx)
+        }
+        Err(error) if std::env::var("ADAMIX_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("ADAMIX_REQUIRE_GPU=1 is set, but no GPU context could be created: {error}")
+        }
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "{error}");
+            None
+        }
+    }
+}
