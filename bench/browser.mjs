@@ -460,6 +460,7 @@ async function exploreOnce(browser, url, testCase, run, checkEquality) {
     if (await page.getAttribute('#explorer', 'data-state') !== 'ready') {
       throw new Error(`the explorer did not open: ${await page.textContent('#explorer-status')}`);
     }
+    record.workers = Number(await page.getAttribute('#explorer', 'data-workers'));
     const f16Bytes = Number(await page.getAttribute('#explorer', 'data-f16-bytes'));
     record.f16_delta_bytes = f16Bytes;
 
@@ -556,9 +557,11 @@ async function measureExplorer(url, jsonl, cases) {
 
 // Where a solve spends its time. A module worker of the benchmark's own,
 // served by request interception at STAGE_WORKER_PATH, opens the core's
-// Explorer on the two files. For each change of EXPLORER_CHANGES it times
-// Explorer.solve, which the page calls, and Explorer.write. The progress
-// events of write mark the stages (read, delta, allocate, quantize, measure,
+// Explorer on the two files as one share (the page splits the tensors over
+// its workers; this measures them all in one). For each change of
+// EXPLORER_CHANGES it times Explorer.solve_share, which each of the page's
+// workers calls, and Explorer.write_share. The progress events of
+// write_share mark the stages (read, delta, allocate, quantize, measure,
 // write) of every tensor, and a stage's time runs from its event to the next
 // one. write also sends the file's chunks and each tensor's row to the
 // callback, so its total is a little above the solve's.
@@ -570,12 +573,12 @@ self.onmessage = async ({ data }) => {
   try {
     await init();
     let started = performance.now();
-    const explorer = new core.Explorer([data.base], [data.finetuned], () => {});
+    const explorer = new core.Explorer([data.base], [data.finetuned], 0, 1, () => {});
     const openMs = performance.now() - started;
     const solves = [];
     for (const { target, ratio } of data.changes) {
       started = performance.now();
-      const { rows } = explorer.solve(ratio);
+      const rows = explorer.solve_share(ratio).map((item) => JSON.parse(item.output).row);
       const solveMs = performance.now() - started;
 
       const stages = {};
@@ -590,7 +593,7 @@ self.onmessage = async ({ data }) => {
         currentStart = now;
       };
       started = performance.now();
-      explorer.write(ratio, (event) => {
+      explorer.write_share(ratio, (event) => {
         if (event.kind === 'progress') {
           enter(event.stage);
         }

@@ -154,7 +154,7 @@ def browser_table(browser, cli):
 
 
 EXPLORER_FIELDS = [
-    ("solve_ms", "worker solve ms"),
+    ("solve_ms", "solve ms (all workers, joined)"),
     ("round_trip_ms", "request to drawn ms"),
     ("draw_ms", "drawing ms"),
     ("painted_ms", "change to painted ms"),
@@ -167,7 +167,8 @@ def explorer_table(explorer):
     """Tabulate the budget explorer's times from a ratio change to the shown result, per target and overall."""
     lines = ["", "## Budget explorer: time from a ratio change to the shown result", ""]
     runs = [r for r in explorer if r.get("state") == "done"]
-    lines.append(f"{len(runs)}/{len(explorer)} browser runs completed. Opening the explorer took "
+    workers = sorted({str(r.get("workers", "1")) for r in runs})
+    lines.append(f"{len(runs)}/{len(explorer)} browser runs completed, the explorer on {'/'.join(workers) or '–'} workers. Opening it took "
                  f"{spread([r.get('open_s') for r in runs])} s (after a compression of {spread([r.get('compress_s') for r in runs])} s).")
     lines.append("")
     lines.append("| target | set through | changes | " + " | ".join(title for _, title in EXPLORER_FIELDS) + " | median load |")
@@ -200,8 +201,8 @@ EXPLORER_STAGES = ["read", "delta", "allocate", "quantize", "measure", "write"]
 
 def explorer_stages_table(records):
     """Tabulate the stages of the explorer's solves, per target (milliseconds in the worker)."""
-    lines = ["", "## Budget explorer: stages of a solve (ms in the worker, from the core's progress events during Explorer.write)", ""]
-    lines.append("| target | solves | Explorer.solve ms | Explorer.write ms | " + " | ".join(f"{stage} ms" for stage in EXPLORER_STAGES)
+    lines = ["", "## Budget explorer: stages of a solve of every tensor in one worker (ms, from the core's progress events during Explorer.write_share)", ""]
+    lines.append("| target | solves | Explorer.solve_share ms | Explorer.write_share ms | " + " | ".join(f"{stage} ms" for stage in EXPLORER_STAGES)
                  + " | slowest matrix (ms) | load |")
     lines.append("|---|---|---|---|" + "---|" * len(EXPLORER_STAGES) + "---|---|")
     solves = [(record, solve) for record in records if record.get("state") == "done" for solve in record.get("solves", [])]

@@ -127,24 +127,11 @@ pub fn compress(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOpt
 /// `options.device` is not consulted. Callers that run several compressions
 /// (one per method, say) build the context once and pass it to each.
 pub fn compress_on(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, gpu: Option<&GpuContext>, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink) -> Result<CompressOutcome> {
-    run_pipeline(base, finetuned, options, gpu, events, sink, None)
+    run_pipeline(base, finetuned, options, gpu, events, sink)
 }
 
-/// [`compress`], taking deltas, SVDs and cost tables from `cache` where it has them.
-///
-/// The result equals that of [`compress`]: the cache contains exactly what
-/// `compress` would compute, with at least as many triplets as it needs.
-/// With a cache the run builds no GPU context and reports the device as
-/// `cpu`, because cached matrices need no new cost table.
-pub fn compress_with_cache(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink, cache: Option<&MatrixCache>) -> Result<CompressOutcome> {
-    match cache {
-        None => compress(base, finetuned, options, events, sink),
-        Some(_) => run_pipeline(base, finetuned, options, None, events, sink, cache),
-    }
-}
-
-/// Runs the pipeline of [`compress`] with the GPU context and the cache given, each optional.
-fn run_pipeline(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, gpu: Option<&GpuContext>, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink, cache: Option<&MatrixCache>) -> Result<CompressOutcome> {
+/// Runs the pipeline of [`compress`] with the GPU context given, if any.
+fn run_pipeline(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, gpu: Option<&GpuContext>, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink) -> Result<CompressOutcome> {
     let clock = Stopwatch::start();
     let gpu = gpu.filter(|_| options.method == Method::Adamix);
 
@@ -155,7 +142,7 @@ fn run_pipeline(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOpt
     // 2. One tensor at a time: read, compress, write, release.
     let mut outputs = Vec::with_capacity(run.len());
     for index in 0..run.len() {
-        let job = TensorJob { base, finetuned, run: &run, index, options, cache, gpu };
+        let job = TensorJob { base, finetuned, run: &run, index, options, cache: None, gpu };
         let mut stage = |stage: &str| events(Event::Progress { tensor: job.name(), stage, index, total: run.len() });
         let output = block_on(job.run(sink, &mut stage))?;
         events(Event::Tensor(&output.row));
@@ -202,10 +189,24 @@ impl RunPlan {
     ///
     /// The page's scheduler starts the largest matrices first.
     pub fn matrix_elements(&self, index: usize) -> u64 {
+        self.matrix_shape(index).map_or(0, |(m, n)| (m * n) as u64)
+    }
+
+    /// Shape `[m, n]` of tensor `index` when it is a matrix the method compresses.
+    pub fn matrix_shape(&self, index: usize) -> Option<(usize, usize)> {
         match self.plans[index].1 {
-            Plan::Matrix(m, n) => (m * n) as u64,
-            _ => 0,
+            Plan::Matrix(m, n) => Some((m, n)),
+            _ => None,
         }
+    }
+
+    /// Bit budget of an `[m, n]` matrix in this run.
+    pub fn matrix_budget_bits(&self, m: usize, n: usize) -> u64 {
+        self.budget.matrix_budget_bits(m, n)
+    }
+
+    pub(crate) fn budget(&self) -> &BudgetPlan {
+        &self.budget
     }
 
     /// Returns the pairing report of the headers. Its list of unchanged tensors is empty until tensors are read.
@@ -233,12 +234,14 @@ pub struct TensorOutput {
 
 /// Compresses tensor `index` of `run`, writing its data to `sink`.
 ///
-/// `stage` receives the names of the steps as they start. The future awaits
-/// only the GPU kernels, so with `gpu` `None` it is ready at its first poll.
+/// Takes the delta, SVD and cost table from `cache` when it holds the
+/// tensor; the result is the same as without it. `stage` receives the names
+/// of the steps as they start. The future awaits only the GPU kernels, so
+/// with `gpu` `None` it is ready at its first poll.
 #[allow(clippy::too_many_arguments)]
-pub async fn compress_tensor(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, run: &RunPlan, index: usize, gpu: Option<&GpuContext>, sink: &mut dyn DataSink, stage: &mut dyn FnMut(&str)) -> Result<TensorOutput> {
+pub async fn compress_tensor(base: &Checkpoint, finetuned: &Checkpoint, options: &CompressOptions, run: &RunPlan, index: usize, gpu: Option<&GpuContext>, cache: Option<&MatrixCache>, sink: &mut dyn DataSink, stage: &mut dyn FnMut(&str)) -> Result<TensorOutput> {
     let gpu = gpu.filter(|_| options.method == Method::Adamix);
-    TensorJob { base, finetuned, run, index, options, cache: None, gpu }.run(sink, stage).await
+    TensorJob { base, finetuned, run, index, options, cache, gpu }.run(sink, stage).await
 }
 
 /// Joins the outputs of every tensor of `run`, in tensor order, into the file head and the report.
@@ -286,7 +289,7 @@ fn base_mismatch_notice(rows: &[TensorRow]) -> Option<String> {
         ratios.len()))
 }
 
-pub(crate) fn check_options(options: &CompressOptions) -> Result<()> {
+fn check_options(options: &CompressOptions) -> Result<()> {
     if !(options.ratio > 0.0 && options.ratio <= 1.0) {
         return Err(Error::InvalidOptions(format!("ratio {} is outside (0, 1]; use a value such as 1/16", options.ratio)));
     }
@@ -300,7 +303,7 @@ pub(crate) fn check_options(options: &CompressOptions) -> Result<()> {
 }
 
 /// Decides the byte budget: fixed costs and the header first, the matrices share the rest.
-pub(crate) fn plan_budget(finetuned: &Checkpoint, plans: &[(String, Plan)], options: &CompressOptions) -> Result<BudgetPlan> {
+fn plan_budget(finetuned: &Checkpoint, plans: &[(String, Plan)], options: &CompressOptions) -> Result<BudgetPlan> {
     let float_elements: u64 = finetuned.names().filter_map(|n| finetuned.entry(n))
         .filter(|e| e.dtype.is_float()).map(|e| e.numel() as u64).sum();
     let f16_delta_bytes = 2 * float_elements;

@@ -6,6 +6,11 @@
 //! keeps the results in memory; a new ratio then only re-allocates widths,
 //! re-quantizes and measures, through the same code as a full run.
 //!
+//! An explorer may own only a share of the tensors ([`Share`]), so that the
+//! page can spread one exploration over several workers: each solves its own
+//! tensors at a ratio ([`Explorer::solve_share`]) and one joins all outputs
+//! ([`Explorer::finish`]). The joined result equals a single explorer's.
+//!
 //! NOTE: the results equal a full run's exactly when every matrix gets the
 //! full SVD (smaller side at most `svd::FULL_SVD_MAX_SIDE`). For larger
 //! matrices the randomized SVD at the explorer's rank differs slightly from
@@ -19,11 +24,11 @@ use serde::Serialize;
 use crate::allocate::CostTable;
 use crate::budget::max_rank;
 use crate::checkpoint::Checkpoint;
-use crate::compress::{check_options, compress_with_cache, plan_budget, read_delta, CompressOptions, CompressOutcome, DeltaValues, Event};
+use crate::compress::{compress_tensor, finish_run, read_delta, CompressOptions, CompressOutcome, DeltaValues, Event, RunPlan, TensorOutput};
 use crate::container::DataSink;
 use crate::cost::build_cost_table;
 use crate::error::{Error, Result};
-use crate::pair::{pair, Plan};
+use crate::gpu::block_on;
 use crate::svd::{top_triplets, Triplets};
 
 /// The largest ratio the explorer offers.
@@ -52,6 +57,43 @@ impl MatrixCache {
     }
 }
 
+/// Which tensors an explorer owns: share `part` of `parts`.
+///
+/// [`split_tensors`] decides the owner of each tensor from the headers alone,
+/// so every worker given the same files and `parts` agrees on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Zero-based index of this share.
+    pub part: usize,
+    /// Number of shares.
+    pub parts: usize,
+}
+
+impl Share {
+    /// Every tensor in one explorer.
+    pub const WHOLE: Share = Share { part: 0, parts: 1 };
+}
+
+/// Returns the share that owns each tensor of `run` when split `parts` ways.
+///
+/// Matrices go largest first to the share with the fewest matrix elements so
+/// far, since a solve's time grows with them; the other tensors, which cost
+/// little, then go to the share with the fewest tensors among the least loaded.
+pub fn split_tensors(run: &RunPlan, parts: usize) -> Vec<usize> {
+    let parts = parts.max(1);
+    let mut order: Vec<usize> = (0..run.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(run.matrix_elements(i)));
+    let mut load = vec![(0u64, 0usize); parts];
+    let mut owner = vec![0; run.len()];
+    for index in order {
+        let part = (0..parts).min_by_key(|&p| load[p]).expect("parts is at least 1");
+        owner[index] = part;
+        load[part].0 += run.matrix_elements(index);
+        load[part].1 += 1;
+    }
+    owner
+}
+
 /// The sizes an explorer can reach.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reachable {
@@ -73,6 +115,8 @@ pub struct Explorer {
     finetuned: Checkpoint,
     cache: MatrixCache,
     reachable: Reachable,
+    /// Indices of the tensors this explorer owns, ascending.
+    owned: Vec<usize>,
 }
 
 impl Explorer {
@@ -83,42 +127,38 @@ impl Explorer {
     /// call, and re-reading the 64 small tensors of the demo pair took
     /// 0.1–0.2 s of each solve (measured at load 4–5 on 2 cores). Those bytes
     /// are fewer than the f32 deltas of the matrices that the cache keeps.
-    pub fn build(mut base: Checkpoint, mut finetuned: Checkpoint, events: &mut dyn FnMut(Event)) -> Result<Explorer> {
-        let options = CompressOptions { ratio: EXPLORER_MAX_RATIO, ..Default::default() };
-        check_options(&options)?;
-        let (plans, pairing) = pair(&base, &finetuned, options.store_mismatched)?;
-        let budget = plan_budget(&finetuned, &plans, &options)?;
-        events(Event::Plan(&pairing, plans.len()));
+    pub fn build(base: Checkpoint, finetuned: Checkpoint, events: &mut dyn FnMut(Event)) -> Result<Explorer> {
+        Explorer::build_share(base, finetuned, Share::WHOLE, events)
+    }
+
+    /// [`Explorer::build`] for the tensors of `share` only.
+    pub fn build_share(mut base: Checkpoint, mut finetuned: Checkpoint, share: Share, events: &mut dyn FnMut(Event)) -> Result<Explorer> {
+        if share.part >= share.parts {
+            return Err(Error::InvalidOptions(format!("explorer share {} of {} does not exist; shares count from 0", share.part, share.parts)));
+        }
+        let run = RunPlan::new(&base, &finetuned, &explorer_options(EXPLORER_MAX_RATIO))?;
+        events(Event::Plan(run.pairing(), run.len()));
+        let owners = split_tensors(&run, share.parts);
+        let owned: Vec<usize> = (0..run.len()).filter(|&i| owners[i] == share.part).collect();
 
         let mut cache = MatrixCache::default();
-        for (index, (name, plan)) in plans.iter().enumerate() {
-            let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: plans.len() });
+        for (position, &index) in owned.iter().enumerate() {
+            let name = run.name(index);
+            let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index: position, total: owned.len() });
             stage("read");
-            let Plan::Matrix(m, n) = *plan else {
+            let Some((m, n)) = run.matrix_shape(index) else {
                 finetuned.keep_in_memory(name)?;
                 if base.entry(name).is_some() {
                     base.keep_in_memory(name)?;
                 }
                 continue;
             };
-            let delta = read_delta(&base, &finetuned, name, &mut stage)?;
-            let rank = if delta.delta_norm_squared == 0.0 { 0 } else { max_rank(m, n, &options.widths, budget.matrix_budget_bits(m, n)) };
-            stage("svd");
-            let triplets = top_triplets(MatRef::from_row_major_slice(&delta.values, m, n), rank, options.svd, name)?;
-            stage("cost table");
-            let table = build_cost_table(&triplets, &options.widths);
-            cache.entries.insert(name.clone(), CachedMatrix { delta, triplets, table });
+            let entry = analyse_matrix(&base, &finetuned, &run, name, m, n, &mut stage)?;
+            cache.entries.insert(name.to_string(), entry);
         }
 
-        let fixed_bytes = budget.fixed_bytes + budget.header_reserve_bytes;
-        let reachable = Reachable {
-            min_ratio: (fixed_bytes + 1) as f64 / budget.f16_delta_bytes as f64,
-            max_ratio: EXPLORER_MAX_RATIO,
-            min_bytes: fixed_bytes + 1,
-            max_bytes: budget.target_bytes,
-            f16_delta_bytes: budget.f16_delta_bytes,
-        };
-        Ok(Explorer { base, finetuned, cache, reachable })
+        let reachable = reachable_sizes(&run);
+        Ok(Explorer { base, finetuned, cache, reachable, owned })
     }
 
     /// Returns the sizes this explorer can reach.
@@ -126,15 +166,77 @@ impl Explorer {
         &self.reachable
     }
 
-    /// Compresses at `ratio` from the cache, writing the data to `sink`.
+    /// Compresses at `ratio` from the cache, writing the data to `sink`. The explorer must own every tensor.
     pub fn solve(&self, ratio: f64, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink) -> Result<CompressOutcome> {
-        let r = &self.reachable;
-        if !(ratio >= r.min_ratio && ratio <= r.max_ratio) {
-            return Err(Error::InvalidOptions(format!(
-                "ratio {ratio:.5} cannot be reached: the smallest is {:.5} ({} bytes, all taken by tensors that are not compressed and the header) and the largest offered is {:.5} ({} bytes)",
-                r.min_ratio, r.min_bytes, r.max_ratio, r.max_bytes)));
+        let clock = crate::clock::Stopwatch::start();
+        let outputs = self.solve_share(ratio, events, sink)?;
+        self.finish(ratio, outputs.into_iter().map(|(_, output)| output).collect(), clock.seconds())
+    }
+
+    /// Compresses this explorer's own tensors at `ratio`, in tensor order,
+    /// writing their data to `sink`; returns each with its tensor index.
+    pub fn solve_share(&self, ratio: f64, events: &mut dyn FnMut(Event), sink: &mut dyn DataSink) -> Result<Vec<(usize, TensorOutput)>> {
+        self.check_reachable(ratio)?;
+        let options = explorer_options(ratio);
+        let run = RunPlan::new(&self.base, &self.finetuned, &options)?;
+        let mut outputs = Vec::with_capacity(self.owned.len());
+        for &index in &self.owned {
+            let name = run.name(index);
+            let mut stage = |stage: &str| events(Event::Progress { tensor: name, stage, index, total: run.len() });
+            let output = block_on(compress_tensor(&self.base, &self.finetuned, &options, &run, index, None, Some(&self.cache), sink, &mut stage))?;
+            events(Event::Tensor(&output.row));
+            outputs.push((index, output));
         }
-        let options = CompressOptions { ratio, ..Default::default() };
-        compress_with_cache(&self.base, &self.finetuned, &options, events, sink, Some(&self.cache))
+        Ok(outputs)
+    }
+
+    /// Joins the outputs of every share at `ratio`, in tensor order, into the file head and the report.
+    ///
+    /// The device is reported as `cpu`: a solve builds no cost table, so it needs no GPU.
+    pub fn finish(&self, ratio: f64, outputs: Vec<TensorOutput>, seconds: f64) -> Result<CompressOutcome> {
+        self.check_reachable(ratio)?;
+        let options = explorer_options(ratio);
+        let run = RunPlan::new(&self.base, &self.finetuned, &options)?;
+        finish_run(&self.finetuned, &options, &run, outputs, "cpu".into(), seconds)
+    }
+
+    fn check_reachable(&self, ratio: f64) -> Result<()> {
+        let r = &self.reachable;
+        if ratio >= r.min_ratio && ratio <= r.max_ratio {
+            return Ok(());
+        }
+        Err(Error::InvalidOptions(format!(
+            "ratio {ratio:.5} cannot be reached: the smallest is {:.5} ({} bytes, all taken by tensors that are not compressed and the header) and the largest offered is {:.5} ({} bytes)",
+            r.min_ratio, r.min_bytes, r.max_ratio, r.max_bytes)))
+    }
+}
+
+/// The options of a run at `ratio`; the explorer offers ADAMIX with the default widths.
+fn explorer_options(ratio: f64) -> CompressOptions {
+    CompressOptions { ratio, ..Default::default() }
+}
+
+/// Computes the delta, the leading triplets that the largest ratio can keep, and their cost table.
+fn analyse_matrix(base: &Checkpoint, finetuned: &Checkpoint, run: &RunPlan, name: &str, m: usize, n: usize, stage: &mut dyn FnMut(&str)) -> Result<CachedMatrix> {
+    let options = explorer_options(EXPLORER_MAX_RATIO);
+    let delta = read_delta(base, finetuned, name, stage)?;
+    let rank = if delta.delta_norm_squared == 0.0 { 0 } else { max_rank(m, n, &options.widths, run.matrix_budget_bits(m, n)) };
+    stage("svd");
+    let triplets = top_triplets(MatRef::from_row_major_slice(&delta.values, m, n), rank, options.svd, name)?;
+    stage("cost table");
+    let table = build_cost_table(&triplets, &options.widths);
+    Ok(CachedMatrix { delta, triplets, table })
+}
+
+/// The reachable range of a run planned at the largest ratio offered.
+fn reachable_sizes(run: &RunPlan) -> Reachable {
+    let budget = run.budget();
+    let fixed_bytes = budget.fixed_bytes + budget.header_reserve_bytes;
+    Reachable {
+        min_ratio: (fixed_bytes + 1) as f64 / budget.f16_delta_bytes as f64,
+        max_ratio: EXPLORER_MAX_RATIO,
+        min_bytes: fixed_bytes + 1,
+        max_bytes: budget.target_bytes,
+        f16_delta_bytes: budget.f16_delta_bytes,
     }
 }

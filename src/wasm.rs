@@ -19,7 +19,7 @@ use crate::compress::{compress_tensor, finish_run, CompressOptions, CompressOutc
 use crate::gpu::{select_context, Device, GpuContext};
 use crate::container::{DataSink, DeltaFile};
 use crate::error::{Error, Result};
-use crate::explore::Explorer as CoreExplorer;
+use crate::explore::{Explorer as CoreExplorer, Share};
 use crate::methods::Method;
 
 /// Installs the panic hook so that a panic shows its message in the console.
@@ -202,7 +202,7 @@ impl Session {
             let mut stage = |stage: &str| emit(&on_event, "progress", &[
                 ("tensor", name.as_str().into()), ("stage", stage.into()), ("index", (index as f64).into()), ("total", (total as f64).into())]);
             let mut sink = ChunkSink { on_event: &on_event };
-            let output = compress_tensor(&state.base, &state.finetuned, &state.options, run, index, state.gpu.as_ref(), &mut sink, &mut stage)
+            let output = compress_tensor(&state.base, &state.finetuned, &state.options, run, index, state.gpu.as_ref(), None, &mut sink, &mut stage)
                 .await.map_err(to_js_error)?;
             let result = Object::new();
             set(&result, "output", &serde_json::to_string(&output).expect("outputs serialize").into());
@@ -216,13 +216,7 @@ impl Session {
     /// Returns `{header: Uint8Array, summary, rows}`; the file is `header`
     /// followed by the chunks of tensor 0, then those of tensor 1, and so on.
     pub fn finish(&self, outputs: Array, seconds: f64) -> std::result::Result<JsValue, JsValue> {
-        let mut parsed = Vec::with_capacity(outputs.length() as usize);
-        for (index, value) in outputs.iter().enumerate() {
-            let text = value.as_string().ok_or_else(|| to_js_error(Error::InvalidOptions(format!("output {index} is not a string"))))?;
-            let output: TensorOutput = serde_json::from_str(&text)
-                .map_err(|e| to_js_error(Error::InvalidOptions(format!("output {index} is not a tensor output: {e}"))))?;
-            parsed.push(output);
-        }
+        let parsed = parse_outputs(&outputs).map_err(to_js_error)?;
         let state = &self.state;
         let outcome = finish_run(&state.finetuned, &state.options, &state.run, parsed, self.device(), seconds).map_err(to_js_error)?;
         Ok(outcome_to_js(&outcome))
@@ -231,6 +225,30 @@ impl Session {
     fn device(&self) -> String {
         self.state.gpu.as_ref().map_or_else(|| "cpu".to_string(), GpuContext::adapter_label)
     }
+}
+
+/// Parses tensor outputs sent back as JSON texts.
+fn parse_outputs(outputs: &Array) -> Result<Vec<TensorOutput>> {
+    let mut parsed = Vec::with_capacity(outputs.length() as usize);
+    for (index, value) in outputs.iter().enumerate() {
+        let text = value.as_string().ok_or_else(|| Error::InvalidOptions(format!("output {index} is not a string")))?;
+        let output: TensorOutput = serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidOptions(format!("output {index} is not a tensor output: {e}")))?;
+        parsed.push(output);
+    }
+    Ok(parsed)
+}
+
+/// `[{index, output}]`: each tensor index with its output as a JSON text.
+fn outputs_to_js(outputs: &[(usize, TensorOutput)]) -> JsValue {
+    let list = Array::new();
+    for (index, output) in outputs {
+        let item = Object::new();
+        set(&item, "index", &(*index as f64).into());
+        set(&item, "output", &serde_json::to_string(output).expect("outputs serialize").into());
+        list.push(&item);
+    }
+    list.into()
 }
 
 /// Discards data, for solves whose file is not wanted.
@@ -242,7 +260,12 @@ impl DataSink for DiscardSink {
     }
 }
 
-/// The budget explorer: analyses the pair once, then re-solves at any reachable ratio.
+/// One share of the budget explorer: analyses its tensors of the pair once,
+/// then re-solves them at any reachable ratio.
+///
+/// The page opens one share per worker on the same files with the same
+/// `parts`, asks each to solve, then has one join all outputs with
+/// [`Explorer::finish`]. With `parts` 1 one explorer owns every tensor.
 #[wasm_bindgen]
 pub struct Explorer {
     inner: CoreExplorer,
@@ -250,12 +273,12 @@ pub struct Explorer {
 
 #[wasm_bindgen]
 impl Explorer {
-    /// Reads both checkpoints and computes every matrix's delta, SVD and cost table.
+    /// Reads both checkpoints and computes the delta, SVD and cost table of every matrix of share `part` of `parts`.
     #[wasm_bindgen(constructor)]
-    pub fn new(base_files: Array, finetuned_files: Array, on_event: Function) -> std::result::Result<Explorer, JsValue> {
+    pub fn new(base_files: Array, finetuned_files: Array, part: usize, parts: usize, on_event: Function) -> std::result::Result<Explorer, JsValue> {
         let base = open_checkpoint(&base_files).map_err(to_js_error)?;
         let finetuned = open_checkpoint(&finetuned_files).map_err(to_js_error)?;
-        let inner = CoreExplorer::build(base, finetuned, &mut forward(&on_event)).map_err(to_js_error)?;
+        let inner = CoreExplorer::build_share(base, finetuned, Share { part, parts }, &mut forward(&on_event)).map_err(to_js_error)?;
         Ok(Explorer { inner })
     }
 
@@ -264,19 +287,30 @@ impl Explorer {
         to_js(self.inner.reachable())
     }
 
-    /// `{summary, rows}` at `ratio`, from the cache; no file is produced.
-    pub fn solve(&self, ratio: f64) -> std::result::Result<JsValue, JsValue> {
-        let outcome = self.inner.solve(ratio, &mut |_| {}, &mut DiscardSink).map_err(to_js_error)?;
-        let result = Object::new();
-        set(&result, "summary", &to_js(&outcome.summary));
-        set(&result, "rows", &to_js(&outcome.rows));
-        Ok(result.into())
+    /// Solves this share's tensors at `ratio` from the cache, without their data.
+    ///
+    /// Returns `[{index, output}]` for [`Explorer::finish`].
+    pub fn solve_share(&self, ratio: f64) -> std::result::Result<JsValue, JsValue> {
+        let outputs = self.inner.solve_share(ratio, &mut |_| {}, &mut DiscardSink).map_err(to_js_error)?;
+        Ok(outputs_to_js(&outputs))
     }
 
-    /// Writes the compressed file at `ratio` as chunk events and returns `{header, summary, rows}`.
-    pub fn write(&self, ratio: f64, on_event: Function) -> std::result::Result<JsValue, JsValue> {
+    /// Solves this share's tensors at `ratio` and sends their data as chunk events.
+    ///
+    /// Each tensor's chunks follow a `progress` event that names its index.
+    /// Returns `[{index, output}]` for [`Explorer::finish`].
+    pub fn write_share(&self, ratio: f64, on_event: Function) -> std::result::Result<JsValue, JsValue> {
         let mut sink = ChunkSink { on_event: &on_event };
-        let outcome = self.inner.solve(ratio, &mut forward(&on_event), &mut sink).map_err(to_js_error)?;
+        let outputs = self.inner.solve_share(ratio, &mut forward(&on_event), &mut sink).map_err(to_js_error)?;
+        Ok(outputs_to_js(&outputs))
+    }
+
+    /// Joins the outputs of every share at `ratio` (JSON texts, in tensor order).
+    ///
+    /// Returns `{header: Uint8Array, summary, rows}`.
+    pub fn finish(&self, ratio: f64, outputs: Array, seconds: f64) -> std::result::Result<JsValue, JsValue> {
+        let parsed = parse_outputs(&outputs).map_err(to_js_error)?;
+        let outcome = self.inner.finish(ratio, parsed, seconds).map_err(to_js_error)?;
         Ok(outcome_to_js(&outcome))
     }
 }

@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use adamix::checkpoint::{ByteSource, Checkpoint, MemorySource};
 use adamix::error::Result;
-use adamix::explore::Explorer;
+use adamix::compress::{Event, TensorOutput};
+use adamix::container::DataSink;
+use adamix::explore::{Explorer, Share};
 
 use common::{add, compress_to_bytes, normal_values, options_with_ratio, safetensors_file, seeded_rng, Tensor};
 
@@ -104,4 +107,74 @@ fn solve_reads_no_file() {
         assert!(kinds.contains(&kind), "the pair has no tensor stored as {kind}: {kinds:?}");
     }
     assert_eq!(reads.load(Ordering::SeqCst), reads_after_build, "reads from the checkpoint files during a solve");
+}
+
+#[test]
+fn shares_joined_equal_full_compression() {
+    let (base_tensors, finetuned_tensors) = pair_tensors();
+    let (base, finetuned) = (memory_checkpoint("base.safetensors", &base_tensors), memory_checkpoint("finetuned.safetensors", &finetuned_tensors));
+    let shares: Vec<Explorer> = (0..2)
+        .map(|part| Explorer::build_share(
+            memory_checkpoint("base.safetensors", &base_tensors), memory_checkpoint("finetuned.safetensors", &finetuned_tensors),
+            Share { part, parts: 2 }, &mut |_| {}).expect("build a share"))
+        .collect();
+    let ratio = 1.0 / 8.0;
+
+    // Each share solves its own tensors; their data chunks follow the
+    // progress event that names their tensor, as the page receives them. The
+    // file is the head followed by every tensor's data in tensor order.
+    let mut solved: Vec<(usize, TensorOutput, Vec<u8>)> = Vec::new();
+    for share in &shares {
+        let pieces = RefCell::new(Vec::<(usize, Vec<u8>)>::new());
+        let mut events = |event: Event| {
+            if let Event::Progress { index, .. } = event {
+                let mut pieces = pieces.borrow_mut();
+                if pieces.last().map(|(last, _)| *last) != Some(index) {
+                    pieces.push((index, Vec::new()));
+                }
+            }
+        };
+        let outputs = share.solve_share(ratio, &mut events, &mut PieceSink(&pieces)).expect("solve a share");
+        assert!(!outputs.is_empty(), "every share owns tensors");
+        for ((index, output), (piece_index, data)) in outputs.into_iter().zip(pieces.into_inner()) {
+            assert_eq!(index, piece_index, "data order of the share");
+            solved.push((index, output, data));
+        }
+    }
+    solved.sort_by_key(|(index, ..)| *index);
+
+    let indices: Vec<usize> = solved.iter().map(|(index, ..)| *index).collect();
+    assert_eq!(indices, (0..finetuned_tensors.len()).collect::<Vec<_>>(), "the shares together own every tensor once");
+    let outputs = solved.iter().map(|(_, output, _)| output.clone()).collect();
+    let joined = shares[1].finish(ratio, outputs, 0.0).expect("join the shares");
+    let mut file = joined.header.clone();
+    for (_, _, data) in &solved {
+        file.extend_from_slice(data);
+    }
+
+    let (full_file, full) = compress_to_bytes(&base, &finetuned, &options_with_ratio(ratio)).expect("full compression");
+    assert!(file == full_file, "the joined shares' file ({} bytes) differs from the full compression's ({} bytes)", file.len(), full_file.len());
+    assert_eq!(joined.summary.rel_error_total, full.summary.rel_error_total, "total relative error");
+}
+
+#[test]
+fn share_outside_parts_is_rejected() {
+    let (base_tensors, finetuned_tensors) = pair_tensors();
+    let result = Explorer::build_share(
+        memory_checkpoint("base.safetensors", &base_tensors), memory_checkpoint("finetuned.safetensors", &finetuned_tensors),
+        Share { part: 2, parts: 2 }, &mut |_| {});
+    let message = result.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("share 2 of 2"), "{message}");
+}
+
+/// Appends each write to the data of the last tensor that started.
+struct PieceSink<'a>(&'a RefCell<Vec<(usize, Vec<u8>)>>);
+
+impl DataSink for PieceSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut pieces = self.0.borrow_mut();
+        let (_, data) = pieces.last_mut().expect("a tensor's data follows its progress event");
+        data.extend_from_slice(bytes);
+        Ok(())
+    }
 }

@@ -368,7 +368,8 @@ async function finishCompression(keptResult, runInputs) {
   const { method, ratio, summary, rows, blob } = keptResult;
   setDeltaFile({ blob, name: deltaFileName(runInputs.stem, method), method, ratio });
   if (method === 'adamix') {
-    explorer.show({ ...runInputs, ratio });
+    const matrixElements = rows.filter((row) => row.matrix).map((row) => row.shape[0] * row.shape[1]);
+    explorer.show({ ...runInputs, ratio, matrixElements });
   } else {
     explorer.hide();
   }

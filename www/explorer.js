@@ -1,17 +1,20 @@
-// The budget explorer panel. It opens the core's Explorer once in a worker of
-// its own (reading both checkpoints and computing every SVD and cost table),
-// then re-solves ADAMIX's allocation from that cache at each ratio the user
-// picks, without another SVD.
+// The budget explorer panel. It opens the core's Explorer once in workers of
+// its own (explorer-team.js; each reads both checkpoints and computes the SVD
+// and cost table of its share of the matrices), then re-solves ADAMIX's
+// allocation from those caches at each ratio the user picks, without another
+// SVD.
 //
 // The panel's data attributes are for tests and benchmarks. data-state is
 // 'closed', 'opening', 'ready', 'solving', 'solved', 'unreachable' or
 // 'error'. data-ratio is the ratio last solved and data-solves the number of
-// solves so far. For the last solve, data-solve-ms is its time in the worker,
-// data-round-trip-ms the time from sending the request to the drawn result,
-// and data-draw-ms the drawing part of that. The rest is the reachable range
-// from the core.
+// solves so far. For the last solve, data-solve-ms is the time until every
+// worker solved its share and one joined them, data-round-trip-ms the time
+// from sending the requests to the drawn result, and data-draw-ms the drawing
+// part of that. data-workers is the number of workers. The rest is the
+// reachable range from the core.
 
-import { CoreWorker, isCancelled } from './core-worker.js';
+import { isCancelled } from './core-worker.js';
+import { ExplorerTeam } from './explorer-team.js';
 import { deltaFileName } from './files.js';
 import { formatBytes, formatFraction, formatMilliseconds, formatSeconds } from './format.js';
 
@@ -38,6 +41,10 @@ function ratioLabel(ratio) {
   return formatFraction(ratio);
 }
 
+function workerCount(count) {
+  return count === 1 ? '1 worker' : `${count} workers`;
+}
+
 export class BudgetExplorer {
   // onResult({method, ratio, summary, rows, source}) shows a solve and returns
   // a promise that settles once its figures are drawn. onFile({blob, name,
@@ -46,7 +53,7 @@ export class BudgetExplorer {
     this.onResult = onResult;
     this.onFile = onFile;
     this.section = $('explorer');
-    this.worker = null;
+    this.team = null;
     this.inputs = null;
     this.reachable = null;
     this.targetRatio = null;
@@ -67,14 +74,15 @@ export class BudgetExplorer {
   }
 
   // Shows the panel for a new ADAMIX result, with the explorer closed. inputs
-  // is {base, finetuned, stem, ratio}: the files of that run and its ratio.
+  // is {base, finetuned, stem, ratio, matrixElements}: the files of that run,
+  // its ratio and the element count of each matrix it compressed.
   show(inputs) {
     this.close();
     this.inputs = inputs;
     this.section.hidden = false;
   }
 
-  // Hides the panel and frees the explorer's memory by ending its worker.
+  // Hides the panel and frees the explorer's memory by ending its workers.
   hide() {
     this.close();
     this.inputs = null;
@@ -82,14 +90,14 @@ export class BudgetExplorer {
   }
 
   close(message = '') {
-    this.worker?.terminate();
-    this.worker = null;
+    this.team?.terminate();
+    this.team = null;
     this.reachable = null;
     this.pendingRatio = null;
     this.solving = false;
     this.writing = false;
     this.solves = 0;
-    for (const key of ['ratio', 'solves', 'solveMs', 'roundTripMs', 'drawMs', 'minRatio', 'maxRatio', 'minBytes', 'maxBytes', 'f16Bytes']) {
+    for (const key of ['ratio', 'solves', 'solveMs', 'roundTripMs', 'drawMs', 'minRatio', 'maxRatio', 'minBytes', 'maxBytes', 'f16Bytes', 'workers']) {
       delete this.section.dataset[key];
     }
     this.setState('closed');
@@ -114,11 +122,12 @@ export class BudgetExplorer {
   // ---- Opening ----
 
   async open() {
-    if (!this.inputs || this.worker) {
+    if (!this.inputs || this.team) {
       return;
     }
-    const worker = new CoreWorker();
-    this.worker = worker;
+    const team = new ExplorerTeam(this.inputs.matrixElements ?? []);
+    this.team = team;
+    this.section.dataset.workers = String(team.size);
     this.setState('opening');
     $('explorer-start').hidden = true;
     $('explorer-building').hidden = false;
@@ -127,34 +136,28 @@ export class BudgetExplorer {
 
     let opened;
     try {
-      opened = await worker.request('explorer-open', {
-        base: this.inputs.base,
-        finetuned: this.inputs.finetuned,
-      }, (event) => this.showBuildProgress(event));
+      opened = await team.open(this.inputs, (progress) => this.showBuildProgress(progress, team.size));
     } catch (error) {
-      if (this.worker === worker && !isCancelled(error)) {
+      if (this.team === team && !isCancelled(error)) {
         this.close();
         this.setState('error');
         $('explorer-status').textContent = `Opening the budget explorer failed: ${error.message}`;
       }
       return;
     }
-    if (this.worker !== worker) {
+    if (this.team !== team) {
       return;
     }
     this.reachable = opened.reachable;
     this.showControls(opened.milliseconds);
   }
 
-  showBuildProgress(event) {
-    if (event.kind !== 'progress') {
-      return;
-    }
+  showBuildProgress({ done, total, tensor, stage }, workers) {
     const progress = $('explorer-progress');
-    progress.max = Math.max(event.total, 1);
-    progress.value = event.index;
-    const stage = STAGE_LABELS[event.stage] ?? event.stage;
-    $('explorer-status').textContent = `Analysing tensor ${event.index + 1} of ${event.total}: ${event.tensor} (${stage})`;
+    progress.max = Math.max(total, 1);
+    progress.value = done;
+    const label = STAGE_LABELS[stage] ?? stage;
+    $('explorer-status').textContent = `Analysing tensor ${done + 1} of ${total} on ${workerCount(workers)}: ${tensor} (${label})`;
   }
 
   showControls(milliseconds) {
@@ -253,9 +256,9 @@ export class BudgetExplorer {
   // ---- Solving ----
 
   async solvePending() {
-    const worker = this.worker;
+    const team = this.team;
     this.solving = true;
-    while (this.pendingRatio !== null && this.worker === worker) {
+    while (this.pendingRatio !== null && this.team === team) {
       const ratio = this.pendingRatio;
       this.pendingRatio = null;
       this.setState('solving');
@@ -263,16 +266,16 @@ export class BudgetExplorer {
       const started = performance.now();
       let solved;
       try {
-        solved = await worker.request('explorer-solve', { ratio });
+        solved = await team.solve(ratio);
       } catch (error) {
-        if (this.worker !== worker || isCancelled(error)) {
+        if (this.team !== team || isCancelled(error)) {
           return;
         }
         this.showMessage(`Solving at ${ratioLabel(ratio)} failed: ${error.message}`);
         this.setState('error');
         continue;
       }
-      if (this.worker !== worker) {
+      if (this.team !== team) {
         return;
       }
       this.solves += 1;
@@ -281,7 +284,7 @@ export class BudgetExplorer {
       const drawn = performance.now();
       this.showSolveTime(ratio, solved, drawn - started, drawn - received);
     }
-    if (this.worker === worker) {
+    if (this.team === team) {
       this.solving = false;
       if (this.section.dataset.state === 'solving') {
         this.setState('solved');
@@ -298,34 +301,29 @@ export class BudgetExplorer {
       drawMs: String(drawing),
     });
     $('explore-time').textContent =
-      `Solved at ${ratioLabel(ratio)} in ${formatMilliseconds(solved.milliseconds)} ` +
-      `(${formatMilliseconds(roundTrip)} with messaging and drawing; solve ${this.solves} since opening): ` +
+      `Solved at ${ratioLabel(ratio)} in ${formatMilliseconds(solved.milliseconds)} on ${workerCount(this.team.size)} ` +
+      `(${formatMilliseconds(roundTrip)} with drawing; solve ${this.solves} since opening): ` +
       `${formatBytes(solved.summary.compressed_bytes)}, relative error ${solved.summary.rel_error_total.toFixed(4)}.`;
   }
 
   // ---- Writing ----
 
   async download() {
-    const worker = this.worker;
-    if (!worker || this.writing || this.targetRatio === null || this.unreachableMessage(this.targetRatio)) {
+    const team = this.team;
+    if (!team || this.writing || this.targetRatio === null || this.unreachableMessage(this.targetRatio)) {
       return;
     }
     const ratio = this.targetRatio;
     this.writing = true;
     $('explore-download').disabled = true;
 
-    const chunks = [];
     let written;
     try {
-      written = await worker.request('explorer-write', { ratio }, (event) => {
-        if (event.kind === 'chunk') {
-          chunks.push(event.bytes);
-        } else if (event.kind === 'progress') {
-          $('explore-time').textContent = `Writing the file at ${ratioLabel(ratio)}: tensor ${event.index + 1} of ${event.total}`;
-        }
+      written = await team.write(ratio, (done, total) => {
+        $('explore-time').textContent = `Writing the file at ${ratioLabel(ratio)}: ${done} of ${total} tensors written`;
       });
     } catch (error) {
-      if (this.worker === worker && !isCancelled(error)) {
+      if (this.team === team && !isCancelled(error)) {
         this.showMessage(`Writing the file at ${ratioLabel(ratio)} failed: ${error.message}`);
       }
       return;
@@ -335,7 +333,7 @@ export class BudgetExplorer {
     }
 
     // A Blob made from the chunk list avoids copying the file into one array.
-    const blob = new Blob([written.header, ...chunks], { type: 'application/octet-stream' });
+    const blob = new Blob([written.header, ...written.chunks], { type: 'application/octet-stream' });
     const name = deltaFileName(this.inputs.stem, 'adamix', ratioLabel(ratio));
     $('explore-time').textContent = `Wrote ${name} (${formatBytes(blob.size)}).`;
     this.onFile({ blob, name, method: 'adamix', ratio, summary: written.summary });

@@ -5,9 +5,10 @@
 //   {kind: 'session-open', base: File[], finetuned: File[], ratio, method, device}
 //   {kind: 'session-tensor', index, keepFile}
 //   {kind: 'session-finish', outputs: string[], seconds}
-//   {kind: 'explorer-open', base: File[], finetuned: File[]}
+//   {kind: 'explorer-open', base: File[], finetuned: File[], part, parts}
 //   {kind: 'explorer-solve', ratio}
 //   {kind: 'explorer-write', ratio}
+//   {kind: 'explorer-finish', ratio, outputs: string[], seconds}
 //   {kind: 'apply', base: File[], delta: File}
 //   {kind: 'export-peft', delta: File}
 //   {kind: 'profile-kernels', m, n, candidates, repeats, useGpu}  (benchmarks)
@@ -17,7 +18,9 @@
 //
 // A compression is a session: the page opens one in each worker of its pool
 // (pool.js), sends each worker different tensors, then has one worker join
-// the outputs. A tensor's request may await WebGPU; the page sends a
+// the outputs. The budget explorer works the same way (explorer-team.js):
+// each worker owns a share of the tensors, solves or writes them, and one
+// joins the outputs. A tensor's request may await WebGPU; the page sends a
 // worker its next request only after the last one answered. The page cancels
 // by terminating the worker. The session and the explorer outlive their
 // requests: each stays in this worker's memory until the next one of its kind
@@ -40,6 +43,7 @@ const HANDLERS = {
   'explorer-open': openExplorer,
   'explorer-solve': solveExplorer,
   'explorer-write': writeExplorer,
+  'explorer-finish': finishExplorer,
   apply,
   'export-peft': exportPeft,
   'profile-kernels': profileKernels,
@@ -87,28 +91,26 @@ function finishSession({ outputs, seconds }) {
   return withHeader(requireSession().finish(outputs, seconds));
 }
 
-function openExplorer({ base, finetuned }, onEvent) {
+function openExplorer({ base, finetuned, part, parts }, onEvent) {
   requireExport('Explorer');
   explorer?.free();
   explorer = null;
-  const started = performance.now();
-  explorer = new core.Explorer(base, finetuned, onEvent);
-  const milliseconds = performance.now() - started;
-  return { result: { reachable: explorer.reachable(), milliseconds } };
+  explorer = new core.Explorer(base, finetuned, part, parts, onEvent);
+  return { result: { reachable: explorer.reachable() } };
 }
 
-// Times the solve itself, without the messaging around it, so that the page
-// can show how long a re-allocation from the cache takes.
+// Solves this worker's share; its outputs go to explorer-finish.
 function solveExplorer({ ratio }) {
-  const current = requireExplorer();
-  const started = performance.now();
-  const { summary, rows } = current.solve(ratio);
-  const milliseconds = performance.now() - started;
-  return { result: { summary, rows, milliseconds } };
+  return { result: { outputs: requireExplorer().solve_share(ratio) } };
 }
 
+// Solves this worker's share and sends its data as chunk events.
 function writeExplorer({ ratio }, onEvent) {
-  return withHeader(requireExplorer().write(ratio, onEvent));
+  return { result: { outputs: requireExplorer().write_share(ratio, onEvent) } };
+}
+
+function finishExplorer({ ratio, outputs, seconds }) {
+  return withHeader(requireExplorer().finish(ratio, outputs, seconds));
 }
 
 function apply({ base, delta }, onEvent) {
