@@ -31,12 +31,13 @@ fn main() {
     let budget_bits = (16 * m * n / 16) as u64;
     let clock = Stopwatch::start();
     let mut last = 0.0;
-    let encoded = compress_matrix("bench", &delta, m, n, &WIDTHS, budget_bits, policy, &mut |stage| {
+    let compressed = compress_matrix("bench", &delta, m, n, &WIDTHS, budget_bits, policy, &mut |stage| {
         let now = clock.seconds();
         eprintln!("  {stage} starts at {now:.2} s (+{:.2})", now - last);
         last = now;
     }).expect("compression succeeds");
     let seconds = clock.seconds();
+    let encoded = compressed.encoded;
     let reconstruction = encoded.decode().expect("decodes");
     let norm: f64 = delta.iter().map(|&x| (x as f64).powi(2)).sum();
     let error = (squared_error(reconstruction.as_ref(), &delta) / norm).sqrt();

@@ -57,7 +57,7 @@ impl MatrixCache {
     }
 }
 
-/// Which tensors an explorer owns: share `part` of `parts`.
+/// The tensors an explorer owns: share `part` of `parts`.
 ///
 /// [`split_tensors`] decides the owner of each tensor from the headers alone,
 /// so every worker given the same files and `parts` agrees on it.
@@ -77,8 +77,8 @@ impl Share {
 /// Returns the share that owns each tensor of `run` when split `parts` ways.
 ///
 /// Matrices go largest first to the share with the fewest matrix elements so
-/// far, since a solve's time grows with them; the other tensors, which cost
-/// little, then go to the share with the fewest tensors among the least loaded.
+/// far, because a solve's time grows with them. The other tensors cost little
+/// and go to the share with the fewest tensors among the least loaded.
 pub fn split_tensors(run: &RunPlan, parts: usize) -> Vec<usize> {
     let parts = parts.max(1);
     let mut order: Vec<usize> = (0..run.len()).collect();
@@ -211,7 +211,7 @@ impl Explorer {
     }
 }
 
-/// The options of a run at `ratio`; the explorer offers ADAMIX with the default widths.
+/// Returns the options of a run at `ratio`: ADAMIX with the default widths, the only method the explorer offers.
 fn explorer_options(ratio: f64) -> CompressOptions {
     CompressOptions { ratio, ..Default::default() }
 }
@@ -228,7 +228,7 @@ fn analyse_matrix(base: &Checkpoint, finetuned: &Checkpoint, run: &RunPlan, name
     Ok(CachedMatrix { delta, triplets, table })
 }
 
-/// The reachable range of a run planned at the largest ratio offered.
+/// Returns the reachable range of a run planned at the largest ratio offered.
 fn reachable_sizes(run: &RunPlan) -> Reachable {
     let budget = run.budget();
     let fixed_bytes = budget.fixed_bytes + budget.header_reserve_bytes;

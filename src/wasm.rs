@@ -264,7 +264,7 @@ impl DataSink for DiscardSink {
 /// then re-solves them at any reachable ratio.
 ///
 /// The page opens one share per worker on the same files with the same
-/// `parts`, asks each to solve, then has one join all outputs with
+/// `parts`, requests a solve from each, then has one join all outputs with
 /// [`Explorer::finish`]. With `parts` 1 one explorer owns every tensor.
 #[wasm_bindgen]
 pub struct Explorer {

@@ -1,8 +1,8 @@
 // The workers of one budget explorer. The core's Explorer can own a share of
-// the tensors, so the team opens one share per worker on the same files; a
-// solve asks every worker for its tensors at the same time, then the first
-// worker joins all outputs into the report (and the file head when the file
-// is written). The joined result equals that of a single explorer.
+// the tensors, so the team opens one share per worker on the same files. A
+// solve sends every worker the ratio at the same time, then the first worker
+// joins all outputs into the report (and the file head when the file is
+// written). The joined result equals that of a single explorer.
 
 import { CoreWorker } from './core-worker.js';
 import { poolSize } from './pool.js';

@@ -6,9 +6,14 @@
 //!
 //! The cost table comes from a [`CostTableBuilder`], which uses the GPU when
 //! the run has one. Every other step runs on the CPU.
+//!
+//! The squared error `‖ΔW − Δ̂‖²` comes from the factors, at `m·k²/2` work
+//! instead of the `m·n·k` of rebuilding `Δ̂`, unless the error is too small
+//! for that to be exact enough (see [`factor_squared_error`]).
 
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::{DenseSolveCore, Solve};
-use faer::{Mat, MatRef, Side};
+use faer::{get_global_parallelism, Accum, Mat, MatRef, Side};
 
 use super::EncodedMatrix;
 use crate::allocate::{allocate, Allocation, CostTable};
@@ -28,9 +33,18 @@ const RIDGE_RELATIVE: f32 = 1e-6;
 /// Progress stages of one matrix, reported to the caller.
 pub type StageCallback<'a> = &'a mut dyn FnMut(&str);
 
+/// One matrix compressed with ADAMIX, with its squared error `‖ΔW − Δ̂‖²`.
+pub struct AdamixMatrix {
+    /// The stored form.
+    pub encoded: EncodedMatrix,
+    /// `‖ΔW − Δ̂‖²` of the stored factors, from [`factor_squared_error`];
+    /// `None` when the caller must rebuild `Δ̂` to measure it.
+    pub squared_error: Option<f64>,
+}
+
 /// Compresses one `[m, n]` delta (row-major) with ADAMIX within `budget_bits`, on the CPU.
 #[allow(clippy::too_many_arguments)]
-pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, stage: StageCallback) -> Result<EncodedMatrix> {
+pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, stage: StageCallback) -> Result<AdamixMatrix> {
     block_on(compress_matrix_with(tensor, delta, m, n, widths, budget_bits, policy, &mut CostTableBuilder::cpu(tensor), stage))
 }
 
@@ -40,7 +54,7 @@ pub fn compress_matrix(tensor: &str, delta: &[f32], m: usize, n: usize, widths: 
 /// worker awaits WebGPU here. Every step but the cost table runs on the CPU
 /// as it is reached, so with a CPU builder the future is ready at its first poll.
 #[allow(clippy::too_many_arguments)]
-pub async fn compress_matrix_with(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, cost_tables: &mut CostTableBuilder<'_>, stage: StageCallback<'_>) -> Result<EncodedMatrix> {
+pub async fn compress_matrix_with(tensor: &str, delta: &[f32], m: usize, n: usize, widths: &[u8], budget_bits: u64, policy: SvdPolicy, cost_tables: &mut CostTableBuilder<'_>, stage: StageCallback<'_>) -> Result<AdamixMatrix> {
     let delta_ref = MatRef::from_row_major_slice(delta, m, n);
     let r_max = crate::budget::max_rank(m, n, widths, budget_bits);
     let mut candidates = initial_candidates(m, n, widths, budget_bits, r_max, policy);
@@ -83,7 +97,7 @@ fn initial_candidates(m: usize, n: usize, widths: &[u8], budget_bits: u64, r_max
 ///
 /// This is the part that a new budget repeats; the SVD and the cost table
 /// can be reused from an earlier run at a larger budget.
-pub fn encode_with_table(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, table: &CostTable, budget_bits: u64, stage: StageCallback) -> Result<EncodedMatrix> {
+pub fn encode_with_table(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, table: &CostTable, budget_bits: u64, stage: StageCallback) -> Result<AdamixMatrix> {
     let (m, n) = (delta.nrows(), delta.ncols());
     let r_max = crate::budget::max_rank(m, n, &table.widths, budget_bits).min(triplets.sigma.len());
     let table = crate::cost::truncate(table, r_max);
@@ -94,8 +108,8 @@ pub fn encode_with_table(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triple
     encode_allocated(tensor, delta, triplets, width_of, stage)
 }
 
-/// Quantizes V, corrects and quantizes U, and packs, for a given allocation over the leading triplets.
-fn encode_allocated(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, width_of: Vec<u8>, stage: StageCallback) -> Result<EncodedMatrix> {
+/// Quantizes V, corrects and quantizes U, packs and measures, for a given allocation over the leading triplets.
+fn encode_allocated(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, width_of: Vec<u8>, stage: StageCallback) -> Result<AdamixMatrix> {
     let (m, n) = (delta.nrows(), delta.ncols());
     let r_max = width_of.len();
     stage("quantize");
@@ -103,14 +117,19 @@ fn encode_allocated(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, w
     let kept_widths: Vec<u8> = kept.iter().map(|&i| width_of[i]).collect();
     let sigma: Vec<f32> = kept.iter().map(|&i| triplets.sigma[i]).collect();
     let (v_parts, v_hat) = quantize_columns(&triplets.v, &kept, &kept_widths);
-    let u_star = correct_left_factor(tensor, delta, &v_hat, &sigma)?;
-    let u_parts = quantize_with_feedback(tensor, u_star, &v_hat, &sigma, &kept_widths)?;
+    let right = RightFactor::new(&v_hat, &sigma);
+    let projected = delta * &right.b;
+    let u_star = correct_left_factor(tensor, &projected, &right)?;
+    let (u_parts, u_hat) = quantize_with_feedback(tensor, u_star, &right, &kept_widths)?;
 
-    Ok(EncodedMatrix::Quantized {
+    stage("measure");
+    let squared_error = factor_squared_error(delta, &u_hat, &projected, &right);
+    let encoded = EncodedMatrix::Quantized {
         packed: PackedMatrix::pack(m, n, sigma, &u_parts, &v_parts),
         allocation: width_of,
         spectrum: triplets.sigma[..r_max].to_vec(),
-    })
+    };
+    Ok(AdamixMatrix { encoded, squared_error })
 }
 
 /// Quantizes the columns `kept` of `factors` at `widths`; returns the parts and the dequantized columns.
@@ -125,61 +144,140 @@ pub fn quantize_columns(factors: &Mat<f32>, kept: &[usize], widths: &[u8]) -> (V
     (parts, hat)
 }
 
-/// Computes `B = V̂ Σ` and the Gram matrix `H_U = Bᵀ B + λI`.
-fn right_gram(v_hat: &Mat<f32>, sigma: &[f32]) -> (Mat<f32>, Mat<f32>) {
-    let k = sigma.len();
-    let b = Mat::<f32>::from_fn(v_hat.nrows(), k, |r, j| v_hat[(r, j)] * sigma[j]);
-    let mut gram = b.transpose() * &b;
-    let mean_diagonal = (0..k).map(|j| gram[(j, j)]).sum::<f32>() / k.max(1) as f32;
-    for j in 0..k {
-        gram[(j, j)] += RIDGE_RELATIVE * mean_diagonal;
-    }
-    (b, gram)
+/// The quantized right factor `B = V̂ Σ` with the Hessian of the left factor's least squares.
+pub struct RightFactor {
+    /// `B = V̂ Σ`, `[n, k]`.
+    pub b: Mat<f32>,
+    /// `H_U = Bᵀ B + λI`, the ridge `λ` relative to the mean diagonal of `Bᵀ B`.
+    pub hessian: Mat<f32>,
 }
 
-/// Reconstruction target correction: `U* = ΔW V̂ Σ (Σ V̂ᵀ V̂ Σ + λI)⁻¹`, shape `[m, k]`.
+impl RightFactor {
+    /// Computes `B` and `H_U` from the dequantized `V̂` and `σ`.
+    pub fn new(v_hat: &Mat<f32>, sigma: &[f32]) -> RightFactor {
+        let k = sigma.len();
+        let b = Mat::<f32>::from_fn(v_hat.nrows(), k, |r, j| v_hat[(r, j)] * sigma[j]);
+        let mut hessian = b.transpose() * &b;
+        let mean_diagonal = (0..k).map(|j| hessian[(j, j)]).sum::<f32>() / k.max(1) as f32;
+        for j in 0..k {
+            hessian[(j, j)] += RIDGE_RELATIVE * mean_diagonal;
+        }
+        RightFactor { b, hessian }
+    }
+
+    fn rank(&self) -> usize {
+        self.b.ncols()
+    }
+}
+
+/// Reconstruction target correction: `U* = ΔW B H_U⁻¹` from `projected = ΔW B`, shape `[m, k]`.
 ///
 /// The least-squares left factor for the full delta given the quantized
 /// right factor; it also absorbs part of the dropped tail.
-pub fn correct_left_factor(tensor: &str, delta: MatRef<'_, f32>, v_hat: &Mat<f32>, sigma: &[f32]) -> Result<Mat<f32>> {
-    if sigma.is_empty() {
-        return Ok(Mat::zeros(delta.nrows(), 0));
+pub fn correct_left_factor(tensor: &str, projected: &Mat<f32>, right: &RightFactor) -> Result<Mat<f32>> {
+    if right.rank() == 0 {
+        return Ok(Mat::zeros(projected.nrows(), 0));
     }
-    let (b, gram) = right_gram(v_hat, sigma);
-    let projected = delta * &b;
-    let llt = gram.llt(Side::Lower).map_err(|e| Error::Numerical {
+    let llt = right.hessian.llt(Side::Lower).map_err(|e| Error::Numerical {
         tensor: tensor.into(), message: format!("Σ V̂ᵀ V̂ Σ is not positive definite ({e:?})") })?;
     let u_star_t = llt.solve(projected.transpose());
     Ok(u_star_t.transpose().to_owned())
 }
 
+/// Smallest `‖ΔW − Δ̂‖² / ‖ΔW‖²` that [`factor_squared_error`] returns.
+///
+/// The formula subtracts terms of the size of `‖ΔW‖²`, and `ΔW B` carries
+/// the rounding of an f32 product, about 1e-7 of it. Above 0.01 (a relative
+/// error of 0.1) that moves the relative error by less than 1e-6; a [128,
+/// 128] matrix at a relative error of 0.021 was off by 1.4e-6.
+const FACTOR_ERROR_MIN_SHARE: f64 = 0.01;
+
+/// `‖ΔW − Û Bᵀ‖²` from the factors: `‖ΔW‖² − 2⟨Û, ΔW B⟩ + ⟨Ûᵀ Û, Bᵀ B⟩`.
+///
+/// `projected` is `ΔW B`, which the correction computed already, so the cost
+/// is the `m·k²/2` of `Ûᵀ Û` (in f64) instead of the `m·n·k` of rebuilding
+/// `Δ̂`. Every sum runs in f64. Returns `None` when the error is below
+/// [`FACTOR_ERROR_MIN_SHARE`] of `‖ΔW‖²`, where rounding would show; the
+/// caller then rebuilds `Δ̂`.
+pub fn factor_squared_error(delta: MatRef<'_, f32>, u_hat: &Mat<f32>, projected: &Mat<f32>, right: &RightFactor) -> Option<f64> {
+    let delta_norm_squared = squared_norm(delta);
+    if right.rank() == 0 {
+        return Some(delta_norm_squared);
+    }
+    let cross = sum_of_products(u_hat.as_ref(), projected.as_ref());
+    let kept = gram_inner_product(u_hat, &right.b);
+    let squared = delta_norm_squared - 2.0 * cross + kept;
+    (squared >= FACTOR_ERROR_MIN_SHARE * delta_norm_squared).then_some(squared)
+}
+
+/// `⟨Ûᵀ Û, Bᵀ B⟩`, both Gram matrices in f64 and only their lower halves.
+///
+/// In f32 this term was off by 4e-6 of itself on the demo pair's position
+/// embeddings ([512, 384], rank 21), enough to move the relative error by
+/// 1.6e-5. The f64 products cost `m·k²/2` and `n·k²/2` at half the f32 speed,
+/// still less than rebuilding `Δ̂` when `k` is below `n`.
+fn gram_inner_product(u_hat: &Mat<f32>, b: &Mat<f32>) -> f64 {
+    let (u_gram, b_gram) = (lower_gram(u_hat), lower_gram(b));
+    let k = u_hat.ncols();
+    let mut total = 0.0f64;
+    for j in 0..k {
+        total += u_gram[(j, j)] * b_gram[(j, j)];
+        for i in j + 1..k {
+            total += 2.0 * u_gram[(i, j)] * b_gram[(i, j)];
+        }
+    }
+    total
+}
+
+/// Returns the lower half of `Aᵀ A`, computed in f64.
+fn lower_gram(a: &Mat<f32>) -> Mat<f64> {
+    let wide = Mat::<f64>::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] as f64);
+    let mut gram = Mat::<f64>::zeros(a.ncols(), a.ncols());
+    triangular::matmul(&mut gram, BlockStructure::TriangularLower, Accum::Replace, wide.transpose(), BlockStructure::Rectangular,
+        &wide, BlockStructure::Rectangular, 1.0, get_global_parallelism());
+    gram
+}
+
+/// `‖a‖²` summed in f64, in the order the values lie in memory.
+fn squared_norm(a: MatRef<'_, f32>) -> f64 {
+    let a = if a.row_stride().unsigned_abs() < a.col_stride().unsigned_abs() { a } else { a.transpose() };
+    (0..a.ncols()).map(|j| a.col(j).iter().map(|&x| x as f64 * x as f64).sum::<f64>()).sum()
+}
+
+/// `Σ a_ij b_ij` over two column-major matrices of one shape, summed in f64.
+fn sum_of_products(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> f64 {
+    (0..a.ncols()).map(|j| a.col(j).iter().zip(b.col(j).iter()).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>()).sum()
+}
+
 /// Quantizes the columns of `u_star` in order with GPTQ-style error feedback under `H_U`.
+///
+/// Returns the quantized columns and `Û`, their dequantized values.
 ///
 /// After column `j` is quantized, its error divided by `R[j, j]` is
 /// subtracted from the later columns through row `j` of `R`, the upper
 /// Cholesky factor of `H_U⁻¹`. Updates to columns beyond the current block
 /// are applied once per block as a matrix product.
-pub fn quantize_with_feedback(tensor: &str, mut u_star: Mat<f32>, v_hat: &Mat<f32>, sigma: &[f32], widths: &[u8]) -> Result<Vec<QuantizedVector>> {
+pub fn quantize_with_feedback(tensor: &str, mut u_star: Mat<f32>, right: &RightFactor, widths: &[u8]) -> Result<(Vec<QuantizedVector>, Mat<f32>)> {
     let k = widths.len();
+    let m = u_star.nrows();
+    let mut u_hat = Mat::<f32>::zeros(m, k);
     if k == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), u_hat));
     }
     let numerical = |what: &str| Error::Numerical { tensor: tensor.into(), message: format!("{what} is not positive definite; the delta may be degenerate") };
-    let (_, gram) = right_gram(v_hat, sigma);
-    let inverse = gram.llt(Side::Lower).map_err(|_| numerical("Σ V̂ᵀ V̂ Σ"))?.inverse();
+    let inverse = right.hessian.llt(Side::Lower).map_err(|_| numerical("Σ V̂ᵀ V̂ Σ"))?.inverse();
     let lower = inverse.llt(Side::Lower).map_err(|_| numerical("(Σ V̂ᵀ V̂ Σ)⁻¹"))?.L().to_owned();
     let r = |row: usize, col: usize| lower[(col, row)];
 
-    let m = u_star.nrows();
     let mut parts = Vec::with_capacity(k);
-    let mut dequantized = vec![0.0f32; m];
     for start in (0..k).step_by(FEEDBACK_BLOCK) {
         let end = (start + FEEDBACK_BLOCK).min(k);
         let mut block_error = Mat::<f32>::zeros(m, end - start);
         for j in start..end {
             // 1. Quantize column j as it is after earlier feedback.
             let part = quantize(u_star.col_as_slice(j), widths[j]);
-            dequantize_into(&part.codes, &part.scales, &part.mins, &mut dequantized);
+            let dequantized = u_hat.col_as_slice_mut(j);
+            dequantize_into(&part.codes, &part.scales, &part.mins, dequantized);
 
             // 2. Scaled error of this column.
             let diagonal = r(j, j);
@@ -206,5 +304,59 @@ pub fn quantize_with_feedback(tensor: &str, mut u_star: Mat<f32>, v_hat: &Mat<f3
             tail -= &update;
         }
     }
-    Ok(parts)
+    Ok((parts, u_hat))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal;
+
+    use super::*;
+    use crate::budget::WIDTHS;
+    use crate::methods::squared_error;
+
+    /// Returns an `[m, n]` delta with a decaying spectrum plus noise, row-major.
+    fn decaying_delta(m: usize, n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut draw = |count: usize| -> Vec<f32> { (0..count).map(|_| rng.sample::<f32, _>(StandardNormal)).collect() };
+        let rank = m.min(n) / 2;
+        let (left, right, noise) = (draw(m * rank), draw(rank * n), draw(m * n));
+        let mut delta = vec![0.0f32; m * n];
+        for (index, value) in delta.iter_mut().enumerate() {
+            let (row, col) = (index / n, index % n);
+            let low_rank: f32 = (0..rank).map(|t| left[row * rank + t] * right[t * n + col] * (t as f32 + 1.0).powf(-1.2)).sum();
+            *value = 1e-3 * (low_rank + 0.05 * noise[index]);
+        }
+        delta
+    }
+
+    #[test]
+    fn factor_error_matches_rebuilt_delta() {
+        // The last case keeps so much that its error is below FACTOR_ERROR_MIN_SHARE, so it gets no factor error.
+        for (m, n, divisor, seed, answers) in [(96, 160, 32, 1, true), (300, 64, 48, 2, true), (512, 96, 64, 5, true), (128, 128, 3, 3, false)] {
+            let delta = decaying_delta(m, n, seed);
+            let budget_bits = (16 * m * n / divisor) as u64;
+            let compressed = compress_matrix("w", &delta, m, n, &WIDTHS, budget_bits, SvdPolicy::Auto, &mut |_| {}).expect("compress");
+            let rebuilt = squared_error(compressed.encoded.decode().expect("decode").as_ref(), &delta);
+            let norm: f64 = delta.iter().map(|&x| (x as f64).powi(2)).sum();
+            let from_rebuilt = (rebuilt / norm).sqrt();
+            assert_eq!(compressed.squared_error.is_some(), answers, "[{m}, {n}] at 1/{divisor}: relative error {from_rebuilt}");
+            if let Some(from_factors) = compressed.squared_error.map(|squared| (squared / norm).sqrt()) {
+                assert!((from_factors - from_rebuilt).abs() <= 1e-6,
+                    "[{m}, {n}] at 1/{divisor}: relative error {from_factors} from the factors, {from_rebuilt} from the rebuilt delta");
+            }
+        }
+    }
+
+    #[test]
+    fn factor_error_without_triplets() {
+        let delta = decaying_delta(40, 30, 4);
+        let compressed = compress_matrix("w", &delta, 40, 30, &WIDTHS, 8, SvdPolicy::Auto, &mut |_| {}).expect("compress");
+        let norm: f64 = delta.iter().map(|&x| (x as f64).powi(2)).sum();
+        assert_eq!(compressed.encoded.kept_rank(), Some(0));
+        let squared = compressed.squared_error.expect("nothing kept leaves the whole delta");
+        assert!((squared - norm).abs() <= 1e-12 * norm, "{squared} against {norm}");
+    }
 }
