@@ -488,3 +488,15 @@ fn compare_missing_output_dir_rejected() {
     let folder_text = missing_folder.display().to_string();
     case.assert_cli_rejected(&output, &["--output-dir", &folder_text, "does not exist"], "adamix compare");
 }
+
+#[test]
+fn export_peft_onto_file_rejected() {
+    let case = Case::new(&valid_base_bytes(), &valid_finetuned_bytes());
+    let delta = write_valid_delta(&case);
+    let existing = case.folder.path().join("adapter.bin");
+    std::fs::write(&existing, b"keep me").expect("write the existing file");
+    let output = run_cli(["export-peft".as_ref(), "--delta".as_ref(), delta.as_os_str(), "--output".as_ref(), existing.as_os_str()]);
+    let file_text = existing.display().to_string();
+    case.assert_cli_rejected(&output, &["--output", &file_text, "is a file", "choose a folder"], "adamix export-peft");
+    assert_eq!(std::fs::read(&existing).expect("read the existing file"), b"keep me", "the existing file was changed");
+}

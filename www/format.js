@@ -38,10 +38,14 @@ export function formatSmall(value) {
 }
 
 // Formats a size ratio such as 0.0625 as "1/16", or 0.0613 as "1/16.31".
+// A ratio above 1, which only a typed target size gives, reads "500×".
 export function formatFraction(ratio) {
   const number = Number(ratio);
   if (!(number > 0)) {
     return String(ratio);
+  }
+  if (number > 1) {
+    return `${Number(number.toPrecision(3))}×`;
   }
   const denominator = 1 / number;
   const rounded = Math.round(denominator);

@@ -297,6 +297,11 @@ fn run_apply(base: &[PathBuf], delta: &Path, output: &Path) -> Result<()> {
 }
 
 fn run_export_peft(delta: &Path, output: &Path) -> Result<()> {
+    if output.exists() && !output.is_dir() {
+        return Err(Error::InvalidOptions(format!(
+            "--output {} is a file, but export-peft writes a folder (adapter_model.safetensors and adapter_config.json); choose a folder path. Nothing was written",
+            output.display())));
+    }
     let delta = DeltaFile::open(Box::new(FileSource::open(delta)?))?;
     let adapter = adamix::export::export_peft(&delta)?;
     std::fs::create_dir_all(output).map_err(|e| Error::io(output.display(), e))?;
