@@ -99,16 +99,16 @@ pub fn split_tensors(run: &RunPlan, parts: usize) -> Vec<usize> {
     owner
 }
 
-/// The sizes an explorer can reach.
+/// The target sizes an explorer accepts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reachable {
-    /// Smallest ratio: below it the tensors that are not compressed and the header leave nothing for the matrices.
+    /// Smallest ratio: below it the tensors that are not compressed and the space reserved for the header leave nothing for the matrices.
     pub min_ratio: f64,
     /// Largest ratio offered.
     pub max_ratio: f64,
-    /// File size at `min_ratio`, in bytes.
+    /// Target size at `min_ratio`, in bytes; the file is smaller when the header needs less than its reserve.
     pub min_bytes: u64,
-    /// File size at `max_ratio`, in bytes.
+    /// Target size at `max_ratio`, in bytes.
     pub max_bytes: u64,
     /// f16 size of the fine-tune's float tensors, the size ratios apply to.
     pub f16_delta_bytes: u64,
@@ -211,7 +211,7 @@ impl Explorer {
             return Ok(());
         }
         Err(Error::InvalidOptions(format!(
-            "ratio {ratio:.5} cannot be reached: the smallest is {:.5} ({} bytes, all taken by tensors that are not compressed and the header) and the largest offered is {:.5} ({} bytes)",
+            "ratio {ratio:.5} cannot be reached: the smallest is {:.5} ({} bytes, all taken by tensors that are not compressed and the space reserved for the header) and the largest offered is {:.5} ({} bytes)",
             r.min_ratio, r.min_bytes, r.max_ratio, r.max_bytes)))
     }
 }

@@ -1,8 +1,8 @@
 // The budget explorer panel. It opens the core's Explorer once in workers of
-// its own (explorer-team.js; each reads both checkpoints and computes the SVD
-// and cost table of its share of the matrices), then re-solves ADAMIX's
-// allocation from those caches at each ratio the user picks, without another
-// SVD.
+// its own (explorer-team.js). Each worker reads both checkpoints and computes
+// the SVD and cost table of its share of the matrices. Then the panel
+// re-solves ADAMIX's allocation from those caches at each ratio the user
+// picks, without another SVD.
 //
 // The panel's data attributes are for tests and benchmarks. data-state is
 // 'closed', 'opening', 'ready', 'solving', 'solved', 'unreachable' or
@@ -39,6 +39,16 @@ const $ = (id) => document.getElementById(id);
 // A ratio in the form the page shows it: "1/16", or "1/21.37".
 function ratioLabel(ratio) {
   return formatFraction(ratio);
+}
+
+// Relative distance from a bound of the reachable range within which a typed
+// size counts as that bound: the range is shown with four significant digits.
+const BOUND_TOLERANCE = 1e-3;
+
+// A size in MB as the size field shows it: two decimals, or three
+// significant digits below 1 MB so that small targets keep their value.
+function formatMegabytes(megabytes) {
+  return megabytes >= 1 ? megabytes.toFixed(2) : String(Number(megabytes.toPrecision(3)));
 }
 
 function workerCount(count) {
@@ -174,7 +184,7 @@ export class BudgetExplorer {
     $('explorer-status').textContent = '';
     $('explorer-controls').hidden = false;
     $('explore-range').textContent =
-      `Reachable sizes: ${formatBytes(minBytes)} (${ratioLabel(minRatio)}) to ${formatBytes(maxBytes)} (${ratioLabel(maxRatio)}) ` +
+      `Reachable targets: ${formatBytes(minBytes)} (${ratioLabel(minRatio)}) to ${formatBytes(maxBytes)} (${ratioLabel(maxRatio)}) ` +
       `of the ${formatBytes(f16Bytes)} f16 delta. Analysing the pair took ${formatSeconds(milliseconds / 1000)}.`;
     $('explore-time').textContent = 'Move the slider or enter a size to re-solve the allocation.';
     this.setTarget(this.inputs.ratio);
@@ -197,7 +207,7 @@ export class BudgetExplorer {
     }
     $('explore-ratio-label').textContent = index >= 0 ? ratioLabel(ratio) : `${ratioLabel(ratio)} (from the size)`;
     if (this.reachable) {
-      this.shownMegabytes = (ratio * this.reachable.f16_delta_bytes / 1e6).toFixed(2);
+      this.shownMegabytes = formatMegabytes(ratio * this.reachable.f16_delta_bytes / 1e6);
       $('explore-mb').value = this.shownMegabytes;
     }
   }
@@ -209,12 +219,28 @@ export class BudgetExplorer {
       return;
     }
     const megabytes = Number(text);
-    if (!(megabytes > 0)) {
-      this.showMessage(`The target size '${text}' is not a number of megabytes above 0.`);
+    if (text.trim() === '' || !(megabytes > 0)) {
+      // A number field hands over '' for text that is not a number.
+      const problem = text.trim() === '' ? 'The target size is empty or not a number.' : `The target size '${text}' is not above 0.`;
+      this.showMessage(`${problem} Enter a size in megabytes above 0.`);
+      $('explore-ratio-label').textContent = 'no target';
       this.setState('unreachable');
       return;
     }
-    this.requestSolve(megabytes * 1e6 / this.reachable.f16_delta_bytes);
+    this.requestSolve(this.boundedRatio(megabytes * 1e6));
+  }
+
+  // Returns the ratio of a target of `bytes`. The reachable range is shown
+  // rounded to four digits, so a size typed as shown counts as the bound.
+  boundedRatio(bytes) {
+    const { min_ratio: minRatio, max_ratio: maxRatio, min_bytes: minBytes, max_bytes: maxBytes, f16_delta_bytes: f16Bytes } = this.reachable;
+    if (Math.abs(bytes - maxBytes) <= BOUND_TOLERANCE * maxBytes) {
+      return maxRatio;
+    }
+    if (Math.abs(bytes - minBytes) <= BOUND_TOLERANCE * minBytes) {
+      return minRatio;
+    }
+    return bytes / f16Bytes;
   }
 
   // Checks the target against the reachable range and queues a solve. While
@@ -245,10 +271,10 @@ export class BudgetExplorer {
       return null;
     }
     const target = `${formatBytes(ratio * f16Bytes)} (${ratioLabel(ratio)})`;
-    const range = `The reachable sizes are ${formatBytes(minBytes)} (${ratioLabel(minRatio)}) to ${formatBytes(maxBytes)} (${ratioLabel(maxRatio)}).`;
+    const range = `The reachable targets are ${formatBytes(minBytes)} (${ratioLabel(minRatio)}) to ${formatBytes(maxBytes)} (${ratioLabel(maxRatio)}).`;
     if (ratio < minRatio) {
-      return `A target of ${target} is not reachable: the tensors stored without compression and the header alone take ` +
-        `${formatBytes(minBytes)}, which is the smallest reachable size. ${range} Nothing was solved.`;
+      return `A target of ${target} is not reachable: the tensors stored without compression and the space reserved for ` +
+        `the header take ${formatBytes(minBytes)}, so a smaller target leaves nothing for the matrices. ${range} Nothing was solved.`;
     }
     return `A target of ${target} is not reachable: the explorer offers at most ${ratioLabel(maxRatio)} of the f16 delta. ${range} Nothing was solved.`;
   }
