@@ -166,7 +166,8 @@ async function compressOnDevice(context, serverUrl, consoleLines, device, direct
 
 // The WebGPU kernels (SwiftShader in headless Chromium) and the CPU path must
 // give the same file. (The native CLI's file differs in the last bits of the
-// SVD, which runs on two threads there; testMainPath compares its errors.)
+// SVD, which runs on two threads there, and where two triplets cost nearly the
+// same that can change an allocation; testMainPath compares its errors.)
 async function testWebGpu(context, serverUrl, temporaryDirectory, consoleLines) {
   const gpu = await compressOnDevice(context, serverUrl, consoleLines, 'gpu', temporaryDirectory, 'gpu.safetensors');
   const cpu = await compressOnDevice(context, serverUrl, consoleLines, 'cpu', temporaryDirectory, 'cpu.safetensors');
