@@ -192,7 +192,7 @@ impl RunPlan {
         self.matrix_shape(index).map_or(0, |(m, n)| (m * n) as u64)
     }
 
-    /// Shape `[m, n]` of tensor `index` when it is a matrix the method compresses.
+    /// Returns the shape `[m, n]` of tensor `index` when it is a matrix the method compresses.
     pub fn matrix_shape(&self, index: usize) -> Option<(usize, usize)> {
         match self.plans[index].1 {
             Plan::Matrix(m, n) => Some((m, n)),
@@ -200,7 +200,7 @@ impl RunPlan {
         }
     }
 
-    /// Bit budget of an `[m, n]` matrix in this run.
+    /// Returns the bit budget of an `[m, n]` matrix in this run.
     pub fn matrix_budget_bits(&self, m: usize, n: usize) -> u64 {
         self.budget.matrix_budget_bits(m, n)
     }

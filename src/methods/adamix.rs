@@ -37,8 +37,8 @@ pub type StageCallback<'a> = &'a mut dyn FnMut(&str);
 pub struct AdamixMatrix {
     /// The stored form.
     pub encoded: EncodedMatrix,
-    /// `‖ΔW − Δ̂‖²` of the stored factors, from [`factor_squared_error`];
-    /// `None` when the caller must rebuild `Δ̂` to measure it.
+    /// `‖ΔW − Δ̂‖²` of the stored factors, from [`factor_squared_error`].
+    /// `None` means the caller must rebuild `Δ̂` to measure it.
     pub squared_error: Option<f64>,
 }
 
@@ -175,11 +175,12 @@ impl RightFactor {
 /// Reconstruction target correction: `U* = ΔW B H_U⁻¹` from `projected = ΔW B`, shape `[m, k]`.
 ///
 /// The least-squares left factor for the full delta given the quantized
-/// right factor; it also absorbs part of the dropped tail. A product with
-/// the explicit `H_U⁻¹` takes a third of the time of two triangular solves
-/// with `m` right-hand sides (127 ms against 45 ms for the demo pair's
-/// [30522, 384] embedding at rank 183, one thread), and the inverse of a
-/// positive definite matrix from its Cholesky factor is as accurate here.
+/// right factor. It also absorbs part of the dropped tail.
+///
+/// A product with the explicit `H_U⁻¹` took about a third of the time of two
+/// triangular solves with `m` right-hand sides: 35–46 ms against 127 ms for
+/// the demo pair's [30522, 384] embedding at rank 183, on one thread. The
+/// errors of the demo pair stayed the same to 1e-7.
 pub fn correct_left_factor(projected: &Mat<f32>, right: &RightFactor) -> Mat<f32> {
     projected * &right.inverse
 }
@@ -187,36 +188,37 @@ pub fn correct_left_factor(projected: &Mat<f32>, right: &RightFactor) -> Mat<f32
 /// Smallest `‖ΔW − Δ̂‖² / ‖ΔW‖²` that [`factor_squared_error`] returns.
 ///
 /// The formula subtracts terms of the size of `‖ΔW‖²`, and `ΔW B` carries
-/// the rounding of an f32 product, about 1e-7 of it. Above 0.01 (a relative
-/// error of 0.1) that moves the relative error by less than 1e-6; a [128,
-/// 128] matrix at a relative error of 0.021 was off by 1.4e-6.
+/// the rounding of an f32 product, an estimated 1e-7 of it. Above 0.01 (a
+/// relative error of 0.1) that moves the relative error by less than 1e-6.
+/// A [128, 128] matrix at a relative error of 0.021, measured with every
+/// term in f32, was off by 1.4e-6.
 const FACTOR_ERROR_MIN_SHARE: f64 = 0.01;
 
-/// `‖ΔW − Û Bᵀ‖²` from the factors: `‖ΔW‖² − 2⟨Û, ΔW B⟩ + ⟨Ûᵀ Û, Bᵀ B⟩`.
+/// Returns `‖ΔW − Û Bᵀ‖²` from the factors: `‖ΔW‖² − 2⟨Û, ΔW B⟩ + ⟨Ûᵀ Û, Bᵀ B⟩`.
 ///
 /// `projected` is `ΔW B`, which the correction computed already, so the cost
 /// is the `m·k²/2` of `Ûᵀ Û` (in f64) instead of the `m·n·k` of rebuilding
 /// `Δ̂`. Every sum runs in f64. Returns `None` when the error is below
-/// [`FACTOR_ERROR_MIN_SHARE`] of `‖ΔW‖²`, where rounding would show; the
-/// caller then rebuilds `Δ̂`.
+/// [`FACTOR_ERROR_MIN_SHARE`] of `‖ΔW‖²`, where rounding would show, so that
+/// the caller rebuilds `Δ̂`.
 pub fn factor_squared_error(delta: MatRef<'_, f32>, u_hat: &Mat<f32>, projected: &Mat<f32>, right: &RightFactor) -> Option<f64> {
     let delta_norm_squared = squared_norm(delta);
     if right.rank() == 0 {
         return Some(delta_norm_squared);
     }
     let cross = sum_of_products(u_hat.as_ref(), projected.as_ref());
-    let kept = gram_inner_product(u_hat, &right.b);
-    let squared = delta_norm_squared - 2.0 * cross + kept;
+    let estimate_norm_squared = gram_inner_product(u_hat, &right.b);
+    let squared = delta_norm_squared - 2.0 * cross + estimate_norm_squared;
     (squared >= FACTOR_ERROR_MIN_SHARE * delta_norm_squared).then_some(squared)
 }
 
-/// `⟨Ûᵀ Û, Bᵀ B⟩`, both Gram matrices in f64 and only their lower halves.
+/// Returns `⟨Ûᵀ Û, Bᵀ B⟩ = ‖Û Bᵀ‖²` from the lower halves of both Gram matrices, computed in f64.
 ///
 /// In f32 this term was off by 4e-6 of itself on the demo pair's position
-/// embeddings ([512, 384], rank 21), enough to move the relative error by
-/// 1.6e-5; `‖Û L‖²` with `L` the f32 Cholesky factor of `H_U` still moved it
-/// by 1.2e-6. In f64 the difference from a measurement on the rebuilt `Δ̂`
-/// is below 2e-7 on the demo pair.
+/// embeddings ([512, 384], rank 21), which moved the relative error by 1.6e-5.
+/// `‖Û L‖²` with `L` the f32 Cholesky factor of `H_U` still moved it by
+/// 1.2e-6. In f64 the difference from a measurement on the rebuilt `Δ̂` stays
+/// below 2e-7 on the demo pair.
 fn gram_inner_product(u_hat: &Mat<f32>, b: &Mat<f32>) -> f64 {
     let (u_gram, b_gram) = (lower_gram(u_hat), lower_gram(b));
     let k = u_hat.ncols();
@@ -239,13 +241,13 @@ fn lower_gram(a: &Mat<f32>) -> Mat<f64> {
     gram
 }
 
-/// `‖a‖²` summed in f64, in the order the values lie in memory.
+/// Returns `‖a‖²` summed in f64, in the order the values lie in memory.
 fn squared_norm(a: MatRef<'_, f32>) -> f64 {
     let a = if a.row_stride().unsigned_abs() < a.col_stride().unsigned_abs() { a } else { a.transpose() };
     (0..a.ncols()).map(|j| a.col(j).iter().map(|&x| x as f64 * x as f64).sum::<f64>()).sum()
 }
 
-/// `Σ a_ij b_ij` over two column-major matrices of one shape, summed in f64.
+/// Returns `Σ a_ij b_ij` over two column-major matrices of one shape, summed in f64.
 fn sum_of_products(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> f64 {
     (0..a.ncols()).map(|j| a.col(j).iter().zip(b.col(j).iter()).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>()).sum()
 }
