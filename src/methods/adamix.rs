@@ -11,9 +11,12 @@
 //! instead of the `m·n·k` of rebuilding `Δ̂`, unless the error is too small
 //! for that to be exact enough (see [`factor_squared_error`]).
 
+use std::ops::Range;
+
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::DenseSolveCore;
-use faer::{get_global_parallelism, Accum, Mat, MatRef, Side};
+use faer::linalg::matmul;
+use faer::{get_global_parallelism, Accum, Mat, MatMut, MatRef, Par, Side};
 
 use super::EncodedMatrix;
 use crate::allocate::{allocate, Allocation, CostTable};
@@ -21,11 +24,11 @@ use crate::cost::CostTableBuilder;
 use crate::error::{Error, Result};
 use crate::gpu::block_on;
 use crate::packed::PackedMatrix;
-use crate::quant::{dequantize_into, quantize, QuantizedVector};
+use crate::quant::{dequantize_into, quantize, QuantizedVector, GROUP_SIZE};
 use crate::svd::{top_triplets, SvdPolicy, Triplets};
 
-/// Columns of `U*` quantized between two matrix-product updates in the error feedback.
-const FEEDBACK_BLOCK: usize = 64;
+/// Columns of a row group quantized between two matrix-product updates in the error feedback.
+const FEEDBACK_BLOCK: usize = 32;
 
 /// Ridge `λ` of the correction, relative to the mean diagonal of `Σ V̂ᵀ V̂ Σ`.
 const RIDGE_RELATIVE: f32 = 1e-6;
@@ -123,7 +126,7 @@ fn encode_allocated(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, w
     let (u_parts, u_hat) = quantize_with_feedback(tensor, u_star, &right, &kept_widths)?;
 
     stage("measure");
-    let squared_error = factor_squared_error(delta, &u_hat, &projected, &right);
+    let squared_error = factor_squared_error(delta, &u_parts, &u_hat, &projected, &right);
     let encoded = EncodedMatrix::Quantized {
         packed: PackedMatrix::pack(m, n, sigma, &u_parts, &v_parts),
         allocation: width_of,
@@ -196,41 +199,92 @@ const FACTOR_ERROR_MIN_SHARE: f64 = 0.01;
 
 /// Returns `‖ΔW − Û Bᵀ‖²` from the factors: `‖ΔW‖² − 2⟨Û, ΔW B⟩ + ⟨Ûᵀ Û, Bᵀ B⟩`.
 ///
-/// `projected` is `ΔW B`, which the correction computed already, so the cost
-/// is the `m·k²/2` of `Ûᵀ Û` (in f64) instead of the `m·n·k` of rebuilding
-/// `Δ̂`. Every sum runs in f64. Returns `None` when the error is below
+/// `projected` is `ΔW B`, which the correction computed already, and
+/// `u_parts` are the codes of `Û`, so the cost is the `m·k²/2` integer
+/// multiply-adds of `Ûᵀ Û` instead of the `m·n·k` of rebuilding `Δ̂`. Every
+/// other sum runs in f64. Returns `None` when the error is below
 /// [`FACTOR_ERROR_MIN_SHARE`] of `‖ΔW‖²`, where rounding would show, so that
 /// the caller rebuilds `Δ̂`.
-pub fn factor_squared_error(delta: MatRef<'_, f32>, u_hat: &Mat<f32>, projected: &Mat<f32>, right: &RightFactor) -> Option<f64> {
+pub fn factor_squared_error(delta: MatRef<'_, f32>, u_parts: &[QuantizedVector], u_hat: &Mat<f32>, projected: &Mat<f32>, right: &RightFactor) -> Option<f64> {
     let delta_norm_squared = squared_norm(delta);
     if right.rank() == 0 {
         return Some(delta_norm_squared);
     }
     let cross = sum_of_products(u_hat.as_ref(), projected.as_ref());
-    let estimate_norm_squared = gram_inner_product(u_hat, &right.b);
+    let estimate_norm_squared = gram_inner_product(u_parts, &right.b);
     let squared = delta_norm_squared - 2.0 * cross + estimate_norm_squared;
     (squared >= FACTOR_ERROR_MIN_SHARE * delta_norm_squared).then_some(squared)
 }
 
-/// Returns `⟨Ûᵀ Û, Bᵀ B⟩ = ‖Û Bᵀ‖²` from the lower halves of both Gram matrices, computed in f64.
+/// Returns `⟨Ûᵀ Û, Bᵀ B⟩ = ‖Û Bᵀ‖²`, with `Ûᵀ Û` summed exactly from the codes of `Û`.
 ///
-/// In f32 this term was off by 4e-6 of itself on the demo pair's position
-/// embeddings ([512, 384], rank 21), which moved the relative error by 1.6e-5.
-/// `‖Û L‖²` with `L` the f32 Cholesky factor of `H_U` still moved it by
-/// 1.2e-6. In f64 the difference from a measurement on the rebuilt `Δ̂` stays
-/// below 2e-7 on the demo pair.
-fn gram_inner_product(u_hat: &Mat<f32>, b: &Mat<f32>) -> f64 {
-    let (u_gram, b_gram) = (lower_gram(u_hat), lower_gram(b));
-    let k = u_hat.ncols();
+/// Within a quantizer group every entry of column `i` is `a_i + s_i q_i`
+/// (stored minimum, scale and integer code), so a group adds
+/// `len a_i a_j + a_i s_j Σq_j + s_i a_j Σq_i + s_i s_j Σ q_i q_j` to
+/// `(Ûᵀ Û)_ij`. The code products `Σ q_i q_j` are integers below 2²⁴, so an
+/// f32 matrix product sums them exactly. The rest runs in f64, at `k²` work
+/// per group.
+///
+/// With the Gram matrix of `Û` summed in f32 this term was off by 4e-6 of
+/// itself on the demo pair's position embeddings ([512, 384], rank 21),
+/// which moved the relative error by 1.6e-5.
+fn gram_inner_product(u_parts: &[QuantizedVector], b: &Mat<f32>) -> f64 {
+    let k = u_parts.len();
+    let Some(len) = u_parts.first().map(|part| part.codes.len()) else { return 0.0 };
+    let b_gram = lower_gram(b);
+    let mut codes = Mat::<f32>::zeros(GROUP_SIZE, k);
+    let mut code_products = Mat::<f32>::zeros(k, k);
     let mut total = 0.0f64;
-    for j in 0..k {
-        total += u_gram[(j, j)] * b_gram[(j, j)];
-        for i in j + 1..k {
-            total += 2.0 * u_gram[(i, j)] * b_gram[(i, j)];
+    for (g, start) in (0..len).step_by(GROUP_SIZE).enumerate() {
+        let rows = start..(start + GROUP_SIZE).min(len);
+        for (j, part) in u_parts.iter().enumerate() {
+            for (slot, &q) in codes.col_as_slice_mut(j).iter_mut().zip(&part.codes[rows.clone()]) {
+                *slot = q as f32;
+            }
         }
+        let group_codes = codes.as_ref().subrows(0, rows.len());
+        triangular::matmul(&mut code_products, BlockStructure::TriangularLower, Accum::Replace, group_codes.transpose(),
+            BlockStructure::Rectangular, group_codes, BlockStructure::Rectangular, 1.0, Par::Seq);
+        let columns: Vec<GroupTerms> = u_parts.iter().zip(group_codes.col_iter())
+            .map(|(part, column)| GroupTerms::new(part, g, column.iter().map(|&q| q as f64).sum()))
+            .collect();
+        total += group_inner_product(&columns, rows.len() as f64, &code_products, &b_gram);
     }
     total
 }
+
+/// The stored minimum `a` and scale `s` of one column's group, with `s Σq`.
+struct GroupTerms {
+    min: f64,
+    scale: f64,
+    scaled_code_sum: f64,
+}
+
+impl GroupTerms {
+    fn new(part: &QuantizedVector, group: usize, code_sum: f64) -> GroupTerms {
+        let (min, scale) = (part.mins[group].to_f64(), part.scales[group].to_f64());
+        GroupTerms { min, scale, scaled_code_sum: scale * code_sum }
+    }
+}
+
+/// Returns `⟨X, Bᵀ B⟩` for one group's share `X` of `Ûᵀ Û`, from the lower halves of the code products and `Bᵀ B`.
+fn group_inner_product(columns: &[GroupTerms], count: f64, code_products: &Mat<f32>, b_gram: &Mat<f64>) -> f64 {
+    let mut total = 0.0f64;
+    for (j, cj) in columns.iter().enumerate() {
+        let mut column_total = 0.0f64;
+        for (i, ci) in columns.iter().enumerate().skip(j) {
+            let share = count * ci.min * cj.min + ci.min * cj.scaled_code_sum + ci.scaled_code_sum * cj.min
+                + ci.scale * cj.scale * code_products[(i, j)] as f64;
+            let weight = if i == j { 1.0 } else { 2.0 };
+            column_total += weight * share * b_gram[(i, j)];
+        }
+        total += column_total;
+    }
+    total
+}
+
+/// Codes below 2⁸ in groups of [`GROUP_SIZE`]: every sum of code products is an integer that f32 represents exactly.
+const _: () = assert!(GROUP_SIZE * 255 * 255 < 1 << 24);
 
 /// Returns the lower half of `Aᵀ A`, computed in f64.
 fn lower_gram(a: &Mat<f32>) -> Mat<f64> {
@@ -258,55 +312,75 @@ fn sum_of_products(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> f64 {
 ///
 /// After column `j` is quantized, its error divided by `R[j, j]` is
 /// subtracted from the later columns through row `j` of `R`, the upper
-/// Cholesky factor of `H_U⁻¹`. Updates to columns beyond the current block
-/// are applied once per block as a matrix product.
-pub fn quantize_with_feedback(tensor: &str, mut u_star: Mat<f32>, right: &RightFactor, widths: &[u8]) -> Result<(Vec<QuantizedVector>, Mat<f32>)> {
+/// Cholesky factor of `H_U⁻¹`. The feedback never mixes rows and the
+/// quantizer's groups are [`GROUP_SIZE`] rows of a column, so the rows are
+/// processed one group at a time: a group's `[GROUP_SIZE, k]` block stays in
+/// the cache while all of its columns are quantized. Within a group, updates
+/// beyond the current [`FEEDBACK_BLOCK`] columns are applied once per block
+/// as a matrix product.
+pub fn quantize_with_feedback(tensor: &str, u_star: Mat<f32>, right: &RightFactor, widths: &[u8]) -> Result<(Vec<QuantizedVector>, Mat<f32>)> {
     let k = widths.len();
     let m = u_star.nrows();
     let mut u_hat = Mat::<f32>::zeros(m, k);
+    let mut parts: Vec<QuantizedVector> = widths.iter().map(|&width| QuantizedVector::with_capacity(width, m)).collect();
     if k == 0 {
-        return Ok((Vec::new(), u_hat));
+        return Ok((parts, u_hat));
     }
-    let numerical = |what: &str| Error::Numerical { tensor: tensor.into(), message: format!("{what} is not positive definite; the delta may be degenerate") };
-    let lower = right.inverse.llt(Side::Lower).map_err(|_| numerical("(Σ V̂ᵀ V̂ Σ)⁻¹"))?.L().to_owned();
-    let r = |row: usize, col: usize| lower[(col, row)];
+    let lower = right.inverse.llt(Side::Lower)
+        .map_err(|_| Error::Numerical { tensor: tensor.into(), message: "(Σ V̂ᵀ V̂ Σ)⁻¹ is not positive definite; the delta may be degenerate".into() })?
+        .L().to_owned();
+    let mut block = vec![0.0f32; GROUP_SIZE * k];
+    for first_row in (0..m).step_by(GROUP_SIZE) {
+        let rows = first_row..(first_row + GROUP_SIZE).min(m);
+        let block = &mut block[..rows.len() * k];
+        for (j, column) in block.chunks_exact_mut(rows.len()).enumerate() {
+            column.copy_from_slice(&u_star.col_as_slice(j)[rows.clone()]);
+        }
+        feedback_on_rows(block, lower.as_ref(), widths, &mut parts, &mut u_hat, rows);
+    }
+    Ok((parts, u_hat))
+}
 
-    let mut parts = Vec::with_capacity(k);
+/// Quantizes the columns of one row group's block (column-major, `k` columns) with error feedback.
+///
+/// `lower` is `Rᵀ`, so row `j` of `R` is column `j` of `lower`. Each
+/// column's codes go to the end of `parts[j]`, and its dequantized values to
+/// `rows` of column `j` of `u_hat`.
+fn feedback_on_rows(block: &mut [f32], lower: MatRef<'_, f32>, widths: &[u8], parts: &mut [QuantizedVector], u_hat: &mut Mat<f32>, group_rows: Range<usize>) {
+    let (rows, k) = (group_rows.len(), widths.len());
+    let mut errors = Mat::<f32>::zeros(rows, FEEDBACK_BLOCK);
     for start in (0..k).step_by(FEEDBACK_BLOCK) {
         let end = (start + FEEDBACK_BLOCK).min(k);
-        let mut block_error = Mat::<f32>::zeros(m, end - start);
         for j in start..end {
+            let (done, later) = block.split_at_mut((j + 1) * rows);
+            let column = &done[j * rows..];
+
             // 1. Quantize column j as it is after earlier feedback.
-            let part = quantize(u_star.col_as_slice(j), widths[j]);
-            let dequantized = u_hat.col_as_slice_mut(j);
+            let part = quantize(column, widths[j]);
+            let dequantized = &mut u_hat.col_as_slice_mut(j)[group_rows.clone()];
             dequantize_into(&part.codes, &part.scales, &part.mins, dequantized);
+            parts[j].append(part);
 
-            // 2. Scaled error of this column.
-            let diagonal = r(j, j);
-            let column = u_star.col_as_slice(j);
-            for row in 0..m {
-                block_error[(row, j - start)] = (column[row] - dequantized[row]) / diagonal;
+            // 2. Its error, scaled by R[j, j], spread over the rest of the block through row j of R.
+            let diagonal = lower[(j, j)];
+            let error = errors.col_as_slice_mut(j - start);
+            for ((e, &x), &q) in error.iter_mut().zip(column).zip(dequantized.iter()) {
+                *e = (x - q) / diagonal;
             }
-            parts.push(part);
-
-            // 3. Spread it over the rest of the block.
-            for later in j + 1..end {
-                let weight = r(j, later);
-                let (error_column, target) = (block_error.col_as_slice(j - start), u_star.col_as_slice_mut(later));
-                for row in 0..m {
-                    target[row] -= error_column[row] * weight;
+            for (offset, target) in later[..(end - j - 1) * rows].chunks_exact_mut(rows).enumerate() {
+                let weight = lower[(j + 1 + offset, j)];
+                for (t, &e) in target.iter_mut().zip(error.iter()) {
+                    *t -= e * weight;
                 }
             }
         }
-        // 4. Spread the block's errors over all later columns at once.
+        // 3. The block's errors spread over all later columns in one matrix product.
         if end < k {
-            let coupling = Mat::<f32>::from_fn(end - start, k - end, |a, b| r(start + a, end + b));
-            let update = &block_error * &coupling;
-            let mut tail = u_star.as_mut().subcols_mut(end, k - end);
-            tail -= &update;
+            let tail = MatMut::from_column_major_slice_mut(&mut block[end * rows..], rows, k - end);
+            let coupling = lower.submatrix(end, start, k - end, end - start).transpose();
+            matmul::matmul(tail, Accum::Add, errors.as_ref().subcols(0, end - start), coupling, -1.0, Par::Seq);
         }
     }
-    Ok((parts, u_hat))
 }
 
 #[cfg(test)]

@@ -29,6 +29,24 @@ pub struct QuantizedVector {
     pub mins: Vec<f16>,
 }
 
+impl QuantizedVector {
+    /// Returns an empty vector at `width` bits with room for `len` entries.
+    pub fn with_capacity(width: u8, len: usize) -> Self {
+        QuantizedVector { width, codes: Vec::with_capacity(len), scales: Vec::with_capacity(group_count(len)), mins: Vec::with_capacity(group_count(len)) }
+    }
+
+    /// Appends the entries of `next`, quantized at the same width, after this vector's.
+    ///
+    /// `self` must end on a whole group, so that the groups stay aligned to
+    /// [`GROUP_SIZE`] entries.
+    pub fn append(&mut self, next: QuantizedVector) {
+        debug_assert!(self.width == next.width && self.codes.len() % GROUP_SIZE == 0);
+        self.codes.extend_from_slice(&next.codes);
+        self.scales.extend_from_slice(&next.scales);
+        self.mins.extend_from_slice(&next.mins);
+    }
+}
+
 /// Number of groups of a vector of `len` entries.
 pub fn group_count(len: usize) -> usize {
     len.div_ceil(GROUP_SIZE)
