@@ -24,7 +24,7 @@ use crate::cost::CostTableBuilder;
 use crate::error::{Error, Result};
 use crate::gpu::block_on;
 use crate::packed::PackedMatrix;
-use crate::quant::{dequantize_into, quantize, QuantizedVector, GROUP_SIZE};
+use crate::quant::{dequantize_into, quantize, quantize_into, QuantizedVector, GROUP_SIZE};
 use crate::svd::{top_triplets, SvdPolicy, Triplets};
 
 /// Columns of a row group quantized between two matrix-product updates in the error feedback.
@@ -122,8 +122,8 @@ fn encode_allocated(tensor: &str, delta: MatRef<'_, f32>, triplets: &Triplets, w
     let (v_parts, v_hat) = quantize_columns(&triplets.v, &kept, &kept_widths);
     let right = RightFactor::new(tensor, &v_hat, &sigma)?;
     let projected = delta * &right.b;
-    let u_star = correct_left_factor(&projected, &right);
-    let (u_parts, u_hat) = quantize_with_feedback(tensor, u_star, &right, &kept_widths)?;
+    let whitened = whitened_target(&projected, &right);
+    let (u_parts, u_hat) = quantize_with_feedback(&whitened, &right, &kept_widths);
 
     stage("measure");
     let squared_error = factor_squared_error(delta, &u_parts, &u_hat, &projected, &right);
@@ -151,12 +151,12 @@ pub fn quantize_columns(factors: &Mat<f32>, kept: &[usize], widths: &[u8]) -> (V
 pub struct RightFactor {
     /// `B = V̂ Σ`, `[n, k]`.
     pub b: Mat<f32>,
-    /// `H_U⁻¹`, the ridge `λ` relative to the mean diagonal of `Bᵀ B`.
-    pub inverse: Mat<f32>,
+    /// `L`, the lower Cholesky factor of `H_U⁻¹ = L Lᵀ`, the ridge `λ` relative to the mean diagonal of `Bᵀ B`.
+    pub inverse_factor: Mat<f32>,
 }
 
 impl RightFactor {
-    /// Computes `B` and `H_U⁻¹` (through the Cholesky factor of `H_U`) from the dequantized `V̂` and `σ`.
+    /// Computes `B` and the Cholesky factor of `H_U⁻¹` from the dequantized `V̂` and `σ`.
     pub fn new(tensor: &str, v_hat: &Mat<f32>, sigma: &[f32]) -> Result<RightFactor> {
         let k = sigma.len();
         let b = Mat::<f32>::from_fn(v_hat.nrows(), k, |r, j| v_hat[(r, j)] * sigma[j]);
@@ -165,9 +165,10 @@ impl RightFactor {
         for j in 0..k {
             hessian[(j, j)] += RIDGE_RELATIVE * mean_diagonal;
         }
-        let llt = hessian.llt(Side::Lower).map_err(|e| Error::Numerical {
-            tensor: tensor.into(), message: format!("Σ V̂ᵀ V̂ Σ is not positive definite ({e:?}); the delta may be degenerate") })?;
-        Ok(RightFactor { b, inverse: llt.inverse() })
+        let not_definite = |what: &str| Error::Numerical { tensor: tensor.into(), message: format!("{what} is not positive definite; the delta may be degenerate") };
+        let inverse = hessian.llt(Side::Lower).map_err(|_| not_definite("Σ V̂ᵀ V̂ Σ"))?.inverse();
+        let inverse_factor = inverse.llt(Side::Lower).map_err(|_| not_definite("(Σ V̂ᵀ V̂ Σ)⁻¹"))?.L().to_owned();
+        Ok(RightFactor { b, inverse_factor })
     }
 
     fn rank(&self) -> usize {
@@ -175,17 +176,20 @@ impl RightFactor {
     }
 }
 
-/// Reconstruction target correction: `U* = ΔW B H_U⁻¹` from `projected = ΔW B`, shape `[m, k]`.
+/// Returns `Y = ΔW B L` from `projected = ΔW B`, shape `[m, k]`.
 ///
-/// The least-squares left factor for the full delta given the quantized
-/// right factor. It also absorbs part of the dropped tail.
-///
-/// A product with the explicit `H_U⁻¹` took about a third of the time of two
-/// triangular solves with `m` right-hand sides: 35–46 ms against 127 ms for
-/// the demo pair's [30522, 384] embedding at rank 183, on one thread. The
-/// errors of the demo pair stayed the same to 1e-7.
-pub fn correct_left_factor(projected: &Mat<f32>, right: &RightFactor) -> Mat<f32> {
-    projected * &right.inverse
+/// The reconstruction target correction is `U* = ΔW B H_U⁻¹ = Y Lᵀ`: the
+/// least-squares left factor for the full delta given the quantized right
+/// factor, which also absorbs part of the dropped tail. The error feedback
+/// rebuilds each column of `U*` from `Y` when it reaches it, so `U*` is
+/// never formed, and this triangular product costs `m·k²/2`, half of the
+/// product with `H_U⁻¹`.
+pub fn whitened_target(projected: &Mat<f32>, right: &RightFactor) -> Mat<f32> {
+    let k = right.rank();
+    let mut whitened = Mat::<f32>::zeros(projected.nrows(), k);
+    triangular::matmul(&mut whitened, BlockStructure::Rectangular, Accum::Replace, projected, BlockStructure::Rectangular,
+        &right.inverse_factor, BlockStructure::TriangularLower, 1.0, get_global_parallelism());
+    whitened
 }
 
 /// Smallest `‖ΔW − Δ̂‖² / ‖ΔW‖²` that [`factor_squared_error`] returns.
@@ -245,42 +249,49 @@ fn gram_inner_product(u_parts: &[QuantizedVector], b: &Mat<f32>) -> f64 {
         let group_codes = codes.as_ref().subrows(0, rows.len());
         triangular::matmul(&mut code_products, BlockStructure::TriangularLower, Accum::Replace, group_codes.transpose(),
             BlockStructure::Rectangular, group_codes, BlockStructure::Rectangular, 1.0, Par::Seq);
-        let columns: Vec<GroupTerms> = u_parts.iter().zip(group_codes.col_iter())
-            .map(|(part, column)| GroupTerms::new(part, g, column.iter().map(|&q| q as f64).sum()))
-            .collect();
-        total += group_inner_product(&columns, rows.len() as f64, &code_products, &b_gram);
+        let columns = GroupTerms::new(u_parts, g, group_codes);
+        total += columns.inner_product(rows.len() as f64, &code_products, &b_gram);
     }
     total
 }
 
-/// The stored minimum `a` and scale `s` of one column's group, with `s Σq`.
+/// The stored minimums `a_i` and scales `s_i` of one group of every column, with `s_i Σq_i`.
 struct GroupTerms {
-    min: f64,
-    scale: f64,
-    scaled_code_sum: f64,
+    mins: Vec<f64>,
+    scales: Vec<f64>,
+    scaled_code_sums: Vec<f64>,
 }
 
 impl GroupTerms {
-    fn new(part: &QuantizedVector, group: usize, code_sum: f64) -> GroupTerms {
-        let (min, scale) = (part.mins[group].to_f64(), part.scales[group].to_f64());
-        GroupTerms { min, scale, scaled_code_sum: scale * code_sum }
+    /// Collects group `group` of every column in `parts`, whose codes as f32 are the columns of `codes`.
+    fn new(parts: &[QuantizedVector], group: usize, codes: MatRef<'_, f32>) -> GroupTerms {
+        let mins = parts.iter().map(|part| part.mins[group].to_f64()).collect();
+        let scales: Vec<f64> = parts.iter().map(|part| part.scales[group].to_f64()).collect();
+        let scaled_code_sums = scales.iter().zip(codes.col_iter())
+            .map(|(&scale, column)| scale * column.iter().map(|&q| q as f64).sum::<f64>())
+            .collect();
+        GroupTerms { mins, scales, scaled_code_sums }
     }
-}
 
-/// Returns `⟨X, Bᵀ B⟩` for one group's share `X` of `Ûᵀ Û`, from the lower halves of the code products and `Bᵀ B`.
-fn group_inner_product(columns: &[GroupTerms], count: f64, code_products: &Mat<f32>, b_gram: &Mat<f64>) -> f64 {
-    let mut total = 0.0f64;
-    for (j, cj) in columns.iter().enumerate() {
-        let mut column_total = 0.0f64;
-        for (i, ci) in columns.iter().enumerate().skip(j) {
-            let share = count * ci.min * cj.min + ci.min * cj.scaled_code_sum + ci.scaled_code_sum * cj.min
-                + ci.scale * cj.scale * code_products[(i, j)] as f64;
-            let weight = if i == j { 1.0 } else { 2.0 };
-            column_total += weight * share * b_gram[(i, j)];
+    /// Returns `⟨X, Bᵀ B⟩` for this group's share `X` of `Ûᵀ Û`, from the lower halves of the code products and `Bᵀ B`.
+    ///
+    /// `X_ij = count a_i a_j + a_i s_j Σq_j + s_i a_j Σq_i + s_i s_j Σ q_i q_j`.
+    fn inner_product(&self, count: f64, code_products: &Mat<f32>, b_gram: &Mat<f64>) -> f64 {
+        let mut total = 0.0f64;
+        for j in 0..self.mins.len() {
+            let (min_j, scale_j, sum_j) = (self.mins[j], self.scales[j], self.scaled_code_sums[j]);
+            let with_min_i = count * min_j + sum_j;
+            let mut column_total = 0.0f64;
+            let terms = self.mins[j..].iter().zip(&self.scales[j..]).zip(&self.scaled_code_sums[j..])
+                .zip(&code_products.col_as_slice(j)[j..]).zip(&b_gram.col_as_slice(j)[j..]);
+            for ((((&min_i, &scale_i), &sum_i), &products), &weight) in terms {
+                column_total += weight * (min_i * with_min_i + sum_i * min_j + scale_i * scale_j * products as f64);
+            }
+            let diagonal = b_gram[(j, j)] * (min_j * with_min_i + sum_j * min_j + scale_j * scale_j * code_products[(j, j)] as f64);
+            total += 2.0 * column_total - diagonal;
         }
-        total += column_total;
+        total
     }
-    total
 }
 
 /// Codes below 2⁸ in groups of [`GROUP_SIZE`]: every sum of code products is an integer that f32 represents exactly.
@@ -306,79 +317,96 @@ fn sum_of_products(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> f64 {
     (0..a.ncols()).map(|j| a.col(j).iter().zip(b.col(j).iter()).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>()).sum()
 }
 
-/// Quantizes the columns of `u_star` in order with GPTQ-style error feedback under `H_U`.
+/// Quantizes the columns of `U* = Y Lᵀ` in order with GPTQ-style error feedback under `H_U`.
 ///
 /// Returns the quantized columns and `Û`, their dequantized values.
 ///
-/// After column `j` is quantized, its error divided by `R[j, j]` is
-/// subtracted from the later columns through row `j` of `R`, the upper
-/// Cholesky factor of `H_U⁻¹`. The feedback never mixes rows and the
-/// quantizer's groups are [`GROUP_SIZE`] rows of a column, so the rows are
-/// processed one group at a time: a group's `[GROUP_SIZE, k]` block stays in
-/// the cache while all of its columns are quantized. Within a group, updates
-/// beyond the current [`FEEDBACK_BLOCK`] columns are applied once per block
-/// as a matrix product.
-pub fn quantize_with_feedback(tensor: &str, u_star: Mat<f32>, right: &RightFactor, widths: &[u8]) -> Result<(Vec<QuantizedVector>, Mat<f32>)> {
-    let k = widths.len();
-    let m = u_star.nrows();
+/// GPTQ quantizes column `j` and subtracts its error divided by `R[j, j]`
+/// from the later columns through row `j` of `R = Lᵀ`, the upper Cholesky
+/// factor of `H_U⁻¹`. With `a_i = Y_i − e_i` (`e_i` the scaled error of
+/// column `i`), the column that GPTQ quantizes at step `j` is
+/// `Σ_{i<j} a_i R[i, j] + Y_j R[j, j]`, so the feedback accumulates the `a_i`
+/// and `U*` is never formed.
+///
+/// The feedback never mixes rows and a quantizer group is [`GROUP_SIZE`]
+/// rows of a column, so the rows are processed one group at a time, and a
+/// group's `[GROUP_SIZE, k]` blocks stay in the cache while all of its
+/// columns are quantized. Within a group, updates beyond the current
+/// [`FEEDBACK_BLOCK`] columns are applied once per block as a matrix product.
+pub fn quantize_with_feedback(whitened: &Mat<f32>, right: &RightFactor, widths: &[u8]) -> (Vec<QuantizedVector>, Mat<f32>) {
+    let (m, k) = (whitened.nrows(), widths.len());
     let mut u_hat = Mat::<f32>::zeros(m, k);
     let mut parts: Vec<QuantizedVector> = widths.iter().map(|&width| QuantizedVector::with_capacity(width, m)).collect();
-    if k == 0 {
-        return Ok((parts, u_hat));
-    }
-    let lower = right.inverse.llt(Side::Lower)
-        .map_err(|_| Error::Numerical { tensor: tensor.into(), message: "(Σ V̂ᵀ V̂ Σ)⁻¹ is not positive definite; the delta may be degenerate".into() })?
-        .L().to_owned();
-    let mut block = vec![0.0f32; GROUP_SIZE * k];
+    let lower = right.inverse_factor.as_ref();
+    let (mut target, mut columns) = (vec![0.0f32; GROUP_SIZE * k], vec![0.0f32; GROUP_SIZE * k]);
     for first_row in (0..m).step_by(GROUP_SIZE) {
         let rows = first_row..(first_row + GROUP_SIZE).min(m);
-        let block = &mut block[..rows.len() * k];
-        for (j, column) in block.chunks_exact_mut(rows.len()).enumerate() {
-            column.copy_from_slice(&u_star.col_as_slice(j)[rows.clone()]);
+        let target = &mut target[..rows.len() * k];
+        let columns = &mut columns[..rows.len() * k];
+        for j in 0..k {
+            let source = &whitened.col_as_slice(j)[rows.clone()];
+            target[j * rows.len()..(j + 1) * rows.len()].copy_from_slice(source);
+            for (x, &y) in columns[j * rows.len()..(j + 1) * rows.len()].iter_mut().zip(source) {
+                *x = y * lower[(j, j)];
+            }
         }
-        feedback_on_rows(block, lower.as_ref(), widths, &mut parts, &mut u_hat, rows);
+        let mut group = RowGroup { target, columns, u_hat: &mut u_hat, rows };
+        group.quantize(lower, widths, &mut parts);
     }
-    Ok((parts, u_hat))
+    (parts, u_hat)
 }
 
-/// Quantizes the columns of one row group's block (column-major, `k` columns) with error feedback.
-///
-/// `lower` is `Rᵀ`, so row `j` of `R` is column `j` of `lower`. Each
-/// column's codes go to the end of `parts[j]`, and its dequantized values to
-/// `rows` of column `j` of `u_hat`.
-fn feedback_on_rows(block: &mut [f32], lower: MatRef<'_, f32>, widths: &[u8], parts: &mut [QuantizedVector], u_hat: &mut Mat<f32>, group_rows: Range<usize>) {
-    let (rows, k) = (group_rows.len(), widths.len());
-    let mut errors = Mat::<f32>::zeros(rows, FEEDBACK_BLOCK);
-    for start in (0..k).step_by(FEEDBACK_BLOCK) {
-        let end = (start + FEEDBACK_BLOCK).min(k);
-        for j in start..end {
-            let (done, later) = block.split_at_mut((j + 1) * rows);
-            let column = &done[j * rows..];
+/// One row group of the error feedback: its rows of `Y` and the columns of `U*` as GPTQ updates them.
+struct RowGroup<'a> {
+    /// The group's rows of `Y`, column-major.
+    target: &'a [f32],
+    /// The group's rows of the columns being quantized, column-major.
+    /// Column `l` starts as `Y_l R[l, l]` and gains `a_i R[i, l]` from each earlier column `i`.
+    columns: &'a mut [f32],
+    /// `Û`, whose `rows` this group fills.
+    u_hat: &'a mut Mat<f32>,
+    /// The group's rows of `Û`.
+    rows: Range<usize>,
+}
 
-            // 1. Quantize column j as it is after earlier feedback.
-            let part = quantize(column, widths[j]);
-            let dequantized = &mut u_hat.col_as_slice_mut(j)[group_rows.clone()];
-            dequantize_into(&part.codes, &part.scales, &part.mins, dequantized);
-            parts[j].append(part);
+impl RowGroup<'_> {
+    /// Quantizes every column in order, appending each column's codes to `parts[j]`.
+    fn quantize(&mut self, lower: MatRef<'_, f32>, widths: &[u8], parts: &mut [QuantizedVector]) {
+        let (rows, k) = (self.rows.len(), widths.len());
+        let mut steps = Mat::<f32>::zeros(rows, FEEDBACK_BLOCK);
+        for start in (0..k).step_by(FEEDBACK_BLOCK) {
+            let end = (start + FEEDBACK_BLOCK).min(k);
+            for j in start..end {
+                let (done, later) = self.columns.split_at_mut((j + 1) * rows);
+                let column = &done[j * rows..];
 
-            // 2. Its error, scaled by R[j, j], spread over the rest of the block through row j of R.
-            let diagonal = lower[(j, j)];
-            let error = errors.col_as_slice_mut(j - start);
-            for ((e, &x), &q) in error.iter_mut().zip(column).zip(dequantized.iter()) {
-                *e = (x - q) / diagonal;
-            }
-            for (offset, target) in later[..(end - j - 1) * rows].chunks_exact_mut(rows).enumerate() {
-                let weight = lower[(j + 1 + offset, j)];
-                for (t, &e) in target.iter_mut().zip(error.iter()) {
-                    *t -= e * weight;
+                // 1. Quantize column j as it is after the feedback of the earlier columns.
+                let part = &mut parts[j];
+                let (first_code, group) = (part.codes.len(), part.scales.len());
+                quantize_into(column, part);
+                let dequantized = &mut self.u_hat.col_as_slice_mut(j)[self.rows.clone()];
+                dequantize_into(&part.codes[first_code..], &part.scales[group..], &part.mins[group..], dequantized);
+
+                // 2. Its step a_j = Y_j − e_j, spread over the rest of the block through row j of R.
+                let inverse_diagonal = 1.0 / lower[(j, j)];
+                let step = steps.col_as_slice_mut(j - start);
+                let target = &self.target[j * rows..(j + 1) * rows];
+                for (((a, &x), &q), &y) in step.iter_mut().zip(column).zip(dequantized.iter()).zip(target) {
+                    *a = y - (x - q) * inverse_diagonal;
+                }
+                for (offset, later_column) in later[..(end - j - 1) * rows].chunks_exact_mut(rows).enumerate() {
+                    let weight = lower[(j + 1 + offset, j)];
+                    for (x, &a) in later_column.iter_mut().zip(step.iter()) {
+                        *x += a * weight;
+                    }
                 }
             }
-        }
-        // 3. The block's errors spread over all later columns in one matrix product.
-        if end < k {
-            let tail = MatMut::from_column_major_slice_mut(&mut block[end * rows..], rows, k - end);
-            let coupling = lower.submatrix(end, start, k - end, end - start).transpose();
-            matmul::matmul(tail, Accum::Add, errors.as_ref().subcols(0, end - start), coupling, -1.0, Par::Seq);
+            // 3. The block's steps spread over all later columns in one matrix product.
+            if end < k {
+                let tail = MatMut::from_column_major_slice_mut(&mut self.columns[end * rows..], rows, k - end);
+                let coupling = lower.submatrix(end, start, k - end, end - start).transpose();
+                matmul::matmul(tail, Accum::Add, steps.as_ref().subcols(0, end - start), coupling, 1.0, Par::Seq);
+            }
         }
     }
 }
@@ -423,6 +451,50 @@ mod tests {
                 assert!((from_factors - from_rebuilt).abs() <= 1e-6,
                     "[{m}, {n}] at 1/{divisor}: relative error {from_factors} from the factors, {from_rebuilt} from the rebuilt delta");
             }
+        }
+    }
+
+    /// Plain GPTQ on `U* = ΔW B H_U⁻¹`: each column in turn, its scaled error subtracted from every later column.
+    fn plain_feedback(projected: &Mat<f32>, right: &RightFactor, widths: &[u8]) -> Vec<QuantizedVector> {
+        let lower = &right.inverse_factor;
+        let mut u_star = projected * (lower * lower.transpose());
+        let mut parts = Vec::new();
+        for (j, &width) in widths.iter().enumerate() {
+            let part = quantize(u_star.col_as_slice(j), width);
+            let mut dequantized = vec![0.0f32; u_star.nrows()];
+            dequantize_into(&part.codes, &part.scales, &part.mins, &mut dequantized);
+            let error: Vec<f32> = u_star.col_as_slice(j).iter().zip(&dequantized).map(|(&x, &q)| (x - q) / lower[(j, j)]).collect();
+            for later in j + 1..widths.len() {
+                let weight = lower[(later, j)];
+                for (x, &e) in u_star.col_as_slice_mut(later).iter_mut().zip(&error) {
+                    *x -= e * weight;
+                }
+            }
+            parts.push(part);
+        }
+        parts
+    }
+
+    #[test]
+    fn feedback_matches_plain_gptq() {
+        let (m, n, k) = (300, 80, 70);
+        let delta = decaying_delta(m, n, 6);
+        let delta = MatRef::from_row_major_slice(&delta, m, n);
+        let svd = delta.thin_svd().expect("svd");
+        let kept: Vec<usize> = (0..k).collect();
+        let widths: Vec<u8> = (0..k).map(|i| [8, 4, 3, 2][i * 4 / k]).collect();
+        let (_, v_hat) = quantize_columns(&svd.V().to_owned(), &kept, &widths);
+        let sigma: Vec<f32> = (0..k).map(|i| svd.S()[i]).collect();
+        let right = RightFactor::new("w", &v_hat, &sigma).expect("right factor");
+        let projected = delta * &right.b;
+
+        let (parts, _) = quantize_with_feedback(&whitened_target(&projected, &right), &right, &widths);
+        let reference = plain_feedback(&projected, &right, &widths);
+        let codes = m * k;
+        let differing: usize = parts.iter().zip(&reference).map(|(a, b)| a.codes.iter().zip(&b.codes).filter(|(x, y)| x != y).count()).sum();
+        assert!(differing * 1000 <= codes, "{differing} of {codes} codes differ from plain GPTQ");
+        for (part, plain) in parts.iter().zip(&reference) {
+            assert_eq!(part.scales.len(), plain.scales.len());
         }
     }
 

@@ -7,4 +7,4 @@ pub mod pack;
 pub mod quantizer;
 
 pub use pack::{BitReader, BitWriter};
-pub use quantizer::{dequantize_into, quantize, squared_error, QuantizedVector, GROUP_SIZE};
+pub use quantizer::{dequantize_into, quantize, quantize_into, squared_error, QuantizedVector, GROUP_SIZE};

@@ -34,17 +34,6 @@ impl QuantizedVector {
     pub fn with_capacity(width: u8, len: usize) -> Self {
         QuantizedVector { width, codes: Vec::with_capacity(len), scales: Vec::with_capacity(group_count(len)), mins: Vec::with_capacity(group_count(len)) }
     }
-
-    /// Appends the entries of `next`, quantized at the same width, after this vector's.
-    ///
-    /// `self` must end on a whole group, so that the groups stay aligned to
-    /// [`GROUP_SIZE`] entries.
-    pub fn append(&mut self, next: QuantizedVector) {
-        debug_assert!(self.width == next.width && self.codes.len() % GROUP_SIZE == 0);
-        self.codes.extend_from_slice(&next.codes);
-        self.scales.extend_from_slice(&next.scales);
-        self.mins.extend_from_slice(&next.mins);
-    }
 }
 
 /// Number of groups of a vector of `len` entries.
@@ -72,8 +61,19 @@ fn code_of(x: f32, min: f32, scale: f32, width: u8) -> u8 {
 
 /// Quantizes `x` at `width` bits (1 to 8).
 pub fn quantize(x: &[f32], width: u8) -> QuantizedVector {
+    let mut out = QuantizedVector::with_capacity(width, x.len());
+    quantize_into(x, &mut out);
+    out
+}
+
+/// Quantizes `x` at `out.width` bits and appends its codes and groups to `out`.
+///
+/// `out` must end on a whole group, so that the groups stay aligned to
+/// [`GROUP_SIZE`] entries.
+pub fn quantize_into(x: &[f32], out: &mut QuantizedVector) {
+    let width = out.width;
     assert!((1..=8).contains(&width), "width {width} is outside 1..=8");
-    let mut out = QuantizedVector { width, codes: Vec::with_capacity(x.len()), scales: Vec::new(), mins: Vec::new() };
+    debug_assert!(out.codes.len() % GROUP_SIZE == 0, "the vector does not end on a whole group");
     for group in x.chunks(GROUP_SIZE) {
         let (min, scale) = group_params(group, width);
         let (min_f32, scale_f32) = (min.to_f32(), scale.to_f32());
@@ -81,7 +81,6 @@ pub fn quantize(x: &[f32], width: u8) -> QuantizedVector {
         out.mins.push(min);
         out.scales.push(scale);
     }
-    out
 }
 
 /// Writes the reconstruction `min + q · scale` of every entry into `out`.
