@@ -329,7 +329,7 @@ fn sum_of_products(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> f64 {
 /// and `U*` is never formed.
 ///
 /// The feedback never mixes rows and a quantizer group is [`GROUP_SIZE`]
-/// rows of a column, so the rows are processed one group at a time, and a
+/// rows of a column, so the rows are processed one group at a time. A
 /// group's `[GROUP_SIZE, k]` blocks stay in the cache while all of its
 /// columns are quantized. Within a group, updates beyond the current
 /// [`FEEDBACK_BLOCK`] columns are applied once per block as a matrix product.
