@@ -267,6 +267,7 @@ pub fn finish_run(finetuned: &Checkpoint, options: &CompressOptions, run: &RunPl
     notices.extend(base_mismatch_notice(&rows));
     let metadata = build_metadata(finetuned, options, &records)?;
     let header = writer.header(&metadata);
+    notices.extend(over_target_notice(&run.budget, header.len() as u64 + writer.data_bytes(), rows.iter().any(|row| row.matrix)));
     let summary = summarize(&run.budget, &rows, header.len() as u64, writer.data_bytes(), options, pairing, device, notices, seconds);
     Ok(CompressOutcome { header, summary, rows })
 }
@@ -287,6 +288,20 @@ fn base_mismatch_notice(rows: &[TensorRow]) -> Option<String> {
     (median > SUSPICIOUS_DELTA_RATIO).then(|| format!(
         "the median ‖ΔW‖/‖W_base‖ over {} matrices is {median:.2}, where fine-tunes usually stay below 0.1: check that the base checkpoint is the model this fine-tune was trained from",
         ratios.len()))
+}
+
+/// Returns a notice when the file is larger than its target.
+///
+/// A run with matrices rejects a target below the fixed costs before any
+/// work, so this is expected only without matrices, where the tensors stored
+/// as f16 deltas or whole decide the size.
+fn over_target_notice(budget: &BudgetPlan, file_bytes: u64, has_matrices: bool) -> Option<String> {
+    let reason = if has_matrices {
+        "the matrices kept within their budgets, so the header took more than its reserve"
+    } else {
+        "no tensor is a matrix that can be compressed, so the tensors stored as f16 deltas or whole decide the size"
+    };
+    (file_bytes > budget.target_bytes).then(|| format!("the file takes {file_bytes} bytes, above the target of {} bytes: {reason}", budget.target_bytes))
 }
 
 fn check_options(options: &CompressOptions) -> Result<()> {

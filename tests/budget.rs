@@ -121,3 +121,32 @@ fn ratio_below_fixed_costs_rejected() {
     let left = folder_entries(&output_folder);
     assert!(left.is_empty(), "adamix compress left {left:?} in the output folder");
 }
+
+#[test]
+fn no_matrices_over_target_noticed() {
+    // [2000, 8] is narrower than a compressed matrix, so it is stored as an f16 delta like the vector.
+    let mut rng = seeded_rng(32);
+    let (mut base, mut finetuned) = (Vec::new(), Vec::new());
+    for (name, shape) in [("narrow.weight", vec![2000, 8]), ("narrow.bias", vec![2000])] {
+        let count: usize = shape.iter().product();
+        let weight = normal_values(&mut rng, count, 0.05);
+        base.push(Tensor::f32(name, &shape, &weight));
+        finetuned.push(Tensor::f32(name, &shape, &add(&weight, &normal_values(&mut rng, count, 1e-3))));
+    }
+    let (base, finetuned) = open_pair(&base, &finetuned);
+
+    let (file, outcome) = compress_to_bytes(&base, &finetuned, &options_with_ratio(1.0 / 8.0)).expect("compress");
+    let notice = outcome.summary.notices.iter().find(|notice| notice.contains("above the target"));
+    let notice = notice.unwrap_or_else(|| panic!("a {} byte file above its target got no notice: {:?}", file.len(), outcome.summary.notices));
+    assert!(notice.contains(&file.len().to_string()), "the notice does not state the file size: {notice}");
+    assert!(notice.contains("no tensor is a matrix"), "the notice does not give the reason: {notice}");
+}
+
+#[test]
+fn file_within_target_gets_no_notice() {
+    let (base_tensors, finetuned_tensors) = synthetic_tensors();
+    let (base, finetuned) = open_pair(&base_tensors, &finetuned_tensors);
+    let (_, outcome) = compress_to_bytes(&base, &finetuned, &options_with_ratio(1.0 / 16.0)).expect("compress");
+    let over = outcome.summary.notices.iter().find(|notice| notice.contains("above the target"));
+    assert_eq!(over, None, "notices: {:?}", outcome.summary.notices);
+}
