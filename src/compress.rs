@@ -297,7 +297,7 @@ fn base_mismatch_notice(rows: &[TensorRow]) -> Option<String> {
 /// as f16 deltas or whole decide the size.
 fn over_target_notice(budget: &BudgetPlan, file_bytes: u64, has_matrices: bool) -> Option<String> {
     let reason = if has_matrices {
-        "the matrices kept within their budgets, so the header took more than its reserve"
+        "with compressed matrices this is not expected, so please report it with the command and the shapes of the tensors"
     } else {
         "no tensor is a matrix that can be compressed, so the tensors stored as f16 deltas or whole decide the size"
     };

@@ -204,12 +204,14 @@ const FACTOR_ERROR_MIN_SHARE: f64 = 0.01;
 /// Returns `‖ΔW − Û Bᵀ‖²` from the factors: `‖ΔW‖² − 2⟨Û, ΔW B⟩ + ⟨Ûᵀ Û, Bᵀ B⟩`.
 ///
 /// `projected` is `ΔW B`, which the correction computed already, and
-/// `u_parts` are the codes of `Û`, so the cost is the `m·k²/2` integer
+/// `u_parts` are the codes of `Û`, so the cost is the `m·k²/2` exact
 /// multiply-adds of `Ûᵀ Û` instead of the `m·n·k` of rebuilding `Δ̂`. Every
 /// other sum runs in f64. Returns `None` when the error is below
 /// [`FACTOR_ERROR_MIN_SHARE`] of `‖ΔW‖²`, where rounding would show, so that
 /// the caller rebuilds `Δ̂`.
 pub fn factor_squared_error(delta: MatRef<'_, f32>, u_parts: &[QuantizedVector], u_hat: &Mat<f32>, projected: &Mat<f32>, right: &RightFactor) -> Option<f64> {
+    // NOTE: the budget explorer recomputes this `m·n` sum at every ratio,
+    // although the caller's `DeltaValues` already has it (summed in another order).
     let delta_norm_squared = squared_norm(delta);
     if right.rank() == 0 {
         return Some(delta_norm_squared);
@@ -329,8 +331,8 @@ fn sum_of_products(a: MatRef<'_, f32>, b: MatRef<'_, f32>) -> f64 {
 /// and `U*` is never formed.
 ///
 /// The feedback never mixes rows and a quantizer group is [`GROUP_SIZE`]
-/// rows of a column, so the rows are processed one group at a time. A
-/// group's `[GROUP_SIZE, k]` blocks stay in the cache while all of its
+/// rows of a column, so the rows are processed one group at a time, and
+/// only a group's `[GROUP_SIZE, k]` blocks are read and written while its
 /// columns are quantized. Within a group, updates beyond the current
 /// [`FEEDBACK_BLOCK`] columns are applied once per block as a matrix product.
 pub fn quantize_with_feedback(whitened: &Mat<f32>, right: &RightFactor, widths: &[u8]) -> (Vec<QuantizedVector>, Mat<f32>) {
