@@ -464,9 +464,10 @@ impl TensorJob<'_> {
         let mut cost_tables = CostTableBuilder::new(name, self.gpu);
         let (encoded, measured) = match self.options.method {
             Method::Adamix => {
+                let (delta, norm_squared) = (MatRef::from_row_major_slice(delta, m, n), row.delta_norm_squared.unwrap_or(0.0));
                 let adamix = match self.cache.and_then(|cache| cache.get(name)) {
-                    Some(entry) => adamix::encode_with_table(name, MatRef::from_row_major_slice(delta, m, n), &entry.triplets, &entry.table, budget_bits, stage)?,
-                    None => adamix::compress_matrix_with(name, delta, m, n, &self.options.widths, budget_bits, self.options.svd, &mut cost_tables, stage).await?,
+                    Some(entry) => adamix::encode_with_table(name, delta, norm_squared, &entry.triplets, &entry.table, budget_bits, stage)?,
+                    None => adamix::compress_matrix_with(name, delta, norm_squared, &self.options.widths, budget_bits, self.options.svd, &mut cost_tables, stage).await?,
                 };
                 (adamix.encoded, adamix.squared_error)
             }
