@@ -265,6 +265,7 @@ pub fn finish_run(finetuned: &Checkpoint, options: &CompressOptions, run: &RunPl
         rows.push(output.row);
     }
     notices.extend(base_mismatch_notice(&rows));
+    notices.extend(dropped_matrices_notice(&rows));
     let metadata = build_metadata(finetuned, options, &records)?;
     let header = writer.header(&metadata);
     notices.extend(over_target_notice(&run.budget, header.len() as u64 + writer.data_bytes(), rows.iter().any(|row| row.matrix)));
@@ -295,6 +296,28 @@ fn base_mismatch_notice(rows: &[TensorRow]) -> Option<String> {
 /// A run with matrices rejects a target below the fixed costs before any
 /// work, so this is expected only without matrices, where the tensors stored
 /// as f16 deltas or whole decide the size.
+/// Smallest positive normal f16 number. The quantizer stores its group scales
+/// and minimums in f16, so values far below it lose their precision.
+const F16_MIN_NORMAL: f64 = 6.103_515_625e-5;
+
+/// Returns a notice naming the changed matrices that kept no triplet, whose whole delta is therefore dropped.
+fn dropped_matrices_notice(rows: &[TensorRow]) -> Option<String> {
+    let dropped: Vec<&TensorRow> = rows.iter()
+        .filter(|row| row.matrix && row.kept_rank == Some(0) && row.delta_norm_squared.unwrap_or(0.0) > 0.0)
+        .collect();
+    let largest_rms = dropped.iter()
+        .map(|row| (row.delta_norm_squared.unwrap_or(0.0) / row.shape.iter().product::<usize>().max(1) as f64).sqrt())
+        .fold(0.0f64, f64::max);
+    let reason = if largest_rms < F16_MIN_NORMAL {
+        format!("Their deltas (root mean square at most {largest_rms:.1e}) are below the smallest normal f16 number ({F16_MIN_NORMAL:.1e}), in which the quantizer stores its scales, so no width lowers their error; each dropped weight differs from the fine-tune by that root mean square")
+    } else {
+        "The budget is too small for one triplet of each: raise the ratio".to_string()
+    };
+    let names: Vec<&str> = dropped.iter().map(|row| row.name.as_str()).collect();
+    let counted = if dropped.len() == 1 { "1 matrix".to_string() } else { format!("{} matrices", dropped.len()) };
+    (!dropped.is_empty()).then(|| format!("{counted} kept no triplet, so the whole delta is dropped (relative error 1): {}. {reason}.", names.join(", ")))
+}
+
 fn over_target_notice(budget: &BudgetPlan, file_bytes: u64, has_matrices: bool) -> Option<String> {
     let reason = if has_matrices {
         "with compressed matrices this is not expected, so please report it with the command and the shapes of the tensors"

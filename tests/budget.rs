@@ -143,10 +143,29 @@ fn no_matrices_over_target_noticed() {
 }
 
 #[test]
+fn delta_below_f16_dropped_noticed() {
+    // A delta of about 1e-30 is below every f16 scale, so no triplet lowers its error.
+    let mut rng = seeded_rng(33);
+    let (rows, cols) = (256, 128);
+    let zeros = vec![0.0f32; rows * cols];
+    let base = [Tensor::f32("tiny.weight", &[rows, cols], &zeros)];
+    let finetuned = [Tensor::f32("tiny.weight", &[rows, cols], &normal_values(&mut rng, rows * cols, 1e-30))];
+    let (base, finetuned) = open_pair(&base, &finetuned);
+
+    let (_, outcome) = compress_to_bytes(&base, &finetuned, &options_with_ratio(1.0 / 16.0)).expect("compress");
+    let notice = outcome.summary.notices.iter().find(|notice| notice.contains("kept no triplet"));
+    let notice = notice.unwrap_or_else(|| panic!("a dropped delta got no notice: {:?}", outcome.summary.notices));
+    assert!(notice.contains("tiny.weight"), "the notice does not name the tensor: {notice}");
+    assert!(notice.contains("smallest normal f16 number"), "the notice does not give the reason: {notice}");
+}
+
+#[test]
 fn file_within_target_gets_no_notice() {
     let (base_tensors, finetuned_tensors) = synthetic_tensors();
     let (base, finetuned) = open_pair(&base_tensors, &finetuned_tensors);
     let (_, outcome) = compress_to_bytes(&base, &finetuned, &options_with_ratio(1.0 / 16.0)).expect("compress");
     let over = outcome.summary.notices.iter().find(|notice| notice.contains("above the target"));
     assert_eq!(over, None, "notices: {:?}", outcome.summary.notices);
+    let dropped = outcome.summary.notices.iter().find(|notice| notice.contains("kept no triplet"));
+    assert_eq!(dropped, None, "notices: {:?}", outcome.summary.notices);
 }
