@@ -469,7 +469,8 @@ impl TensorJob<'_> {
             return Ok(None);
         }
         row.delta_norm_squared = Some(delta.delta_norm_squared);
-        row.delta_norm_ratio = Some((delta.delta_norm_squared / delta.base_norm_squared.max(f64::MIN_POSITIVE)).sqrt());
+        // An all-zero base tensor has no ratio; dividing by a tiny norm printed ratios of 1e135.
+        row.delta_norm_ratio = (delta.base_norm_squared > 0.0).then(|| (delta.delta_norm_squared / delta.base_norm_squared).sqrt());
 
         // 2. Compress: the method for matrices, f16 for the rest.
         match plan {

@@ -22,7 +22,7 @@ pub struct TensorRow {
     pub shape: Vec<usize>,
     /// The fine-tune's dtype.
     pub dtype: String,
-    /// `‖ΔW‖ / ‖W_base‖`, for deltas.
+    /// `‖ΔW‖ / ‖W_base‖`, for deltas; none when the base tensor is all zeros.
     pub delta_norm_ratio: Option<f64>,
     /// Stored singular triplets, for compressed matrices.
     pub kept_rank: Option<usize>,
