@@ -1,10 +1,12 @@
-//! Times the budget explorer's solve natively, stage by stage, on one thread.
+//! Times the budget explorer's solve on one pair, stage by stage.
 //!
 //! Usage: `cargo run --release --example explorer_timing -- BASE FINETUNED [RATIO ...]`
-//! (default ratios 1/32, 1/16, 1/8). It also builds for `wasm32-wasip1`
-//! with `RUSTFLAGS="-C target-feature=+simd128"`, to time the page's code path.
-//! Each ratio is solved three times; the
-//! median of each stage's total and of the slowest tensors is printed.
+//! (default ratios 1/32, 1/16, 1/8). Set `RAYON_NUM_THREADS=1` for one thread.
+//! Each ratio is solved three times, and the example prints the median time of
+//! each stage and of the four slowest tensors.
+//!
+//! Built for `wasm32-wasip1` with `RUSTFLAGS="-C target-feature=+simd128"`, it
+//! times the page's code path under `node bench/wasi.mjs`.
 
 use std::collections::BTreeMap;
 
@@ -62,8 +64,15 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: explorer_timing BASE.safetensors FINETUNED.safetensors [RATIO ...]");
+        std::process::exit(2);
+    }
     let (base, finetuned) = (open(&args[1]), open(&args[2]));
-    let ratios: Vec<f64> = if args.len() > 3 { args[3..].iter().map(|a| a.parse().expect("ratio is a number")).collect() } else { vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0] };
+    let mut ratios: Vec<f64> = args[3..].iter().map(|a| a.parse().expect("ratio is a number such as 0.125")).collect();
+    if ratios.is_empty() {
+        ratios = vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0];
+    }
     let clock = Stopwatch::start();
     let explorer = Explorer::build(base, finetuned, &mut |_| {}).expect("explorer opens");
     println!("open: {:.0} ms", clock.seconds() * 1e3);

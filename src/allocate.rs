@@ -494,10 +494,9 @@ fn solve_restricted(
 /// `minilp` solves.
 ///
 /// The increments are sorted by rate, so any window around the break point passes
-/// the KKT check unless rates tie across its edge. With 256 on each side, `minilp`
-/// took 100 of the 570 ms of a budget explorer's solve of the demo pair at 1/8
-/// (native, one thread); with 16, the whole allocation stage takes 37 ms and the
-/// allocations are the same.
+/// the KKT check unless rates tie across its edge. With 256 on each side, the
+/// allocation stage took 100 of the 570 ms of a budget explorer's solve of the demo
+/// pair at 1/8 (native, one thread). With 16 it takes 37 ms, with the same allocations.
 const INITIAL_LP_WINDOW: usize = 16;
 
 /// Solves the LP relaxation with `minilp` and returns the dual price `λ` of one bit.

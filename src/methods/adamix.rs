@@ -149,8 +149,6 @@ pub fn quantize_columns(factors: &Mat<f32>, kept: &[usize], widths: &[u8]) -> (V
 pub struct RightFactor {
     /// `B = V̂ Σ`, `[n, k]`.
     pub b: Mat<f32>,
-    /// The lower half of `Bᵀ B`, summed exactly from the codes of `V̂` (see [`exact_gram`]).
-    pub gram: Mat<f64>,
     /// The ridge `λ`: [`RIDGE_RELATIVE`] of the mean diagonal of `Bᵀ B`.
     pub ridge: f64,
     /// `L`, the lower Cholesky factor of `H_U⁻¹ = L Lᵀ`, computed in f64 and rounded.
@@ -177,7 +175,9 @@ fn lower_factor_of_inverse(gram: &Mat<f64>, ridge: f64) -> Option<Mat<f32>> {
 }
 
 impl RightFactor {
-    /// Computes `B`, `Bᵀ B` and the Cholesky factor of `H_U⁻¹` from the quantized `V̂` (`v_parts`, dequantized `v_hat`) and `σ`.
+    /// Computes `B`, the ridge and the Cholesky factor of `H_U⁻¹` from the quantized `V̂` (`v_parts`, dequantized `v_hat`) and `σ`.
+    ///
+    /// `Bᵀ B` is summed exactly from the codes of `V̂` (see [`exact_gram`]).
     pub fn new(tensor: &str, v_parts: &[QuantizedVector], v_hat: &Mat<f32>, sigma: &[f32]) -> Result<RightFactor> {
         let k = sigma.len();
         let b = Mat::<f32>::from_fn(v_hat.nrows(), k, |r, j| v_hat[(r, j)] * sigma[j]);
@@ -191,7 +191,7 @@ impl RightFactor {
         let ridge = RIDGE_RELATIVE * mean_diagonal;
         let inverse_factor = lower_factor_of_inverse(&gram, ridge)
             .ok_or_else(|| Error::Numerical { tensor: tensor.into(), message: "Σ V̂ᵀ V̂ Σ is not positive definite; the delta may be degenerate".into() })?;
-        Ok(RightFactor { b, gram, ridge, inverse_factor })
+        Ok(RightFactor { b, ridge, inverse_factor })
     }
 
     fn rank(&self) -> usize {

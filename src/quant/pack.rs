@@ -19,8 +19,8 @@ impl BitWriter {
 
     /// Appends the low `width` bits of every code.
     ///
-    /// The codes gather in a 64-bit word that is written out 4 bytes at a
-    /// time; a partly filled last byte is taken back into the word first.
+    /// The codes gather in a 64-bit word, which is written out 4 bytes at a
+    /// time. A partly filled last byte is first taken back into the word.
     pub fn push_all(&mut self, codes: &[u8], width: u8) {
         debug_assert!((1..=8).contains(&width));
         let mask = (1u64 << width) - 1;
